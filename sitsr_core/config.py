@@ -1,0 +1,295 @@
+"""One frozen, nested configuration, saved as JSON beside every checkpoint.
+
+A run is reproducible from its folder alone: ``config.json`` holds a
+:class:`Config`, and :func:`Config.from_dict` rebuilds it. Profiles
+(``smoke``, ``quick``, ``full``) are functions returning configs; command-line
+overrides such as ``--set train.lr=3e-4`` are parsed by :func:`apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+
+from .errors import SitsrConfigError
+
+FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model sees and predicts.
+
+    Attributes
+    ----------
+    features : tuple of str
+        LR context channels, a subset of :data:`FEATURES` (order kept).
+    target : {"anomaly", "full"}
+        ``anomaly``: y = sit - sit_lr (the slides' choice); ``full``: y = sit.
+    patch : int
+        Training patch size in cells (square).
+    max_land_fraction : float
+        Training patches with more land than this are redrawn.
+    """
+
+    features: tuple[str, ...] = FEATURES
+    target: str = "anomaly"
+    patch: int = 64
+    max_land_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Residual UNet architecture.
+
+    Attributes
+    ----------
+    widths : tuple of int
+        Channels per level (one down-sampling between levels).
+    blocks_per_level : int
+        Residual blocks per level, in the encoder and in the decoder.
+    embedding_dim : int
+        Size of the sinusoidal embedding of the noise level.
+    embedding_max_frequency : float
+        Largest frequency of the sinusoidal embedding.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 96, 128)
+    blocks_per_level: int = 2
+    embedding_dim: int = 32
+    embedding_max_frequency: float = 1000.0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Continuous-time offset-cosine diffusion.
+
+    Attributes
+    ----------
+    max_signal_rate, min_signal_rate : float
+        Signal rates cos(gamma) at t = 0 and t = 1.
+    prediction : {"eps", "v"}
+        What the network predicts.
+    """
+
+    max_signal_rate: float = 0.95
+    min_signal_rate: float = 0.02
+    prediction: str = "eps"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation.
+
+    Attributes
+    ----------
+    objective : {"diffusion", "regression"}
+        ``regression`` trains the same network with MSE as a deterministic baseline.
+    steps, batch : int
+        Optimiser steps and patches per step (global batch).
+    lr, weight_decay : float
+        AdamW parameters.
+    ema : float
+        Decay of the exponential moving average of weights used for sampling.
+    seed : int
+        Seed of patches, noise and initial weights.
+    bf16, channels_last, compile : bool
+        Speed options (bf16 autocast, channels_last memory format, torch.compile).
+    log_every, val_every, ckpt_every : int
+        Intervals in steps for metrics.csv, validation and checkpoints.
+    val_members, val_steps : int
+        Size of the small DDIM ensemble run at validation.
+    """
+
+    objective: str = "diffusion"
+    steps: int = 4000
+    batch: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ema: float = 0.999
+    seed: int = 0
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    log_every: int = 50
+    val_every: int = 500
+    ckpt_every: int = 500
+    val_members: int = 4
+    val_steps: int = 10
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Generation defaults.
+
+    Attributes
+    ----------
+    steps : int
+        DDIM steps.
+    eta : float
+        0 for deterministic DDIM, > 0 for stochastic sampling.
+    members : int
+        Ensemble size.
+    chunk : int
+        Members generated together.
+    tile, overlap : int
+        Tile size and overlap (cells) for domains larger than ``tile``.
+    seed : int
+        Base seed; member m uses seed + m.
+    """
+
+    steps: int = 20
+    eta: float = 0.0
+    members: int = 30
+    chunk: int = 10
+    tile: int = 256
+    overlap: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        return _build(cls, d, "config")
+
+    def to_json(self) -> str:
+        """Canonical JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def hash(self) -> str:
+        """Short SHA-256 of the canonical JSON (identifies a configuration)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def validate(self) -> "Config":
+        """Check cross-field consistency; return self."""
+        bad = [f for f in self.data.features if f not in FEATURES]
+        if bad or not self.data.features:
+            raise SitsrConfigError(f"data.features {list(self.data.features)} must be a non-empty subset of {list(FEATURES)}")
+        if self.data.target not in ("anomaly", "full"):
+            raise SitsrConfigError(f"data.target must be 'anomaly' or 'full', got {self.data.target!r}")
+        if self.diffusion.prediction not in ("eps", "v"):
+            raise SitsrConfigError(f"diffusion.prediction must be 'eps' or 'v', got {self.diffusion.prediction!r}")
+        if not 0 < self.diffusion.min_signal_rate < self.diffusion.max_signal_rate < 1:
+            raise SitsrConfigError("need 0 < diffusion.min_signal_rate < diffusion.max_signal_rate < 1")
+        if self.train.objective not in ("diffusion", "regression"):
+            raise SitsrConfigError(f"train.objective must be 'diffusion' or 'regression', got {self.train.objective!r}")
+        levels = 2 ** (len(self.model.widths) - 1)
+        if self.data.patch % levels:
+            raise SitsrConfigError(f"data.patch={self.data.patch} must be a multiple of {levels} for {len(self.model.widths)} levels")
+        for name, value in (("sample.steps", self.sample.steps), ("sample.members", self.sample.members),
+                            ("sample.chunk", self.sample.chunk), ("train.steps", self.train.steps),
+                            ("train.batch", self.train.batch)):
+            if value < 1:
+                raise SitsrConfigError(f"{name} must be >= 1, got {value}")
+        if self.sample.eta < 0:
+            raise SitsrConfigError(f"sample.eta must be >= 0, got {self.sample.eta}")
+        if not 0 <= self.sample.overlap < self.sample.tile // 2:
+            raise SitsrConfigError("sample.overlap must be >= 0 and less than half of sample.tile")
+        return self
+
+
+def _build(cls, d, where):
+    if not isinstance(d, dict):
+        raise SitsrConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise SitsrConfigError(f"unknown keys in {where}: {sorted(unknown)} (known: {sorted(names)})")
+    kwargs = {}
+    for key, value in d.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}.{key}")
+        elif typing.get_origin(hint) is tuple:
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _coerce(text: str, current):
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(text)
+    if isinstance(current, tuple):
+        items = [t for t in text.replace("(", "").replace(")", "").split(",") if t.strip()]
+        kind = type(current[0]) if current else str
+        return tuple(kind(t.strip()) for t in items)
+    return type(current)(text)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Apply ``group.key=value`` overrides (e.g. ``train.lr=3e-4``, ``data.features=sit_lr,sic_lr``).
+
+    Raises
+    ------
+    SitsrConfigError
+        On an unknown key or a value of the wrong type.
+    """
+    d = cfg.to_dict()
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise SitsrConfigError(f"override {item!r} must look like group.key=value")
+        path, text = item.split("=", 1)
+        group, key = path.split(".", 1)
+        if group not in d or key not in d[group]:
+            raise SitsrConfigError(f"unknown config key {path!r}")
+        current = getattr(getattr(cfg, group), key)
+        try:
+            value = _coerce(text, current)
+        except ValueError:
+            raise SitsrConfigError(f"bad value {text!r} for {path} (expected {type(current).__name__})") from None
+        d[group][key] = list(value) if isinstance(value, tuple) else value
+    return Config.from_dict(d).validate()
+
+
+def profile(name: str) -> Config:
+    """Named profiles.
+
+    ``smoke``: a tiny model trained for a few steps (tests, seconds).
+    ``quick``: the CPU default of ``make book`` (a useful model in ~20 minutes on 2 cores).
+    ``full``: seed-sized training for a GPU.
+    """
+    if name == "smoke":
+        return Config(
+            data=DataConfig(patch=32),
+            model=ModelConfig(widths=(8, 16), blocks_per_level=1, embedding_dim=16),
+            train=TrainConfig(steps=6, batch=4, log_every=2, val_every=3, ckpt_every=3, val_members=2,
+                              val_steps=3, bf16=False, channels_last=False),
+            sample=SampleConfig(steps=4, members=3, chunk=2, tile=32, overlap=8),
+        ).validate()
+    if name == "quick":
+        return Config(
+            data=DataConfig(patch=64),
+            train=TrainConfig(steps=3000, batch=16, log_every=25, val_every=500, ckpt_every=250),
+            sample=SampleConfig(steps=20, members=30, chunk=10, tile=128, overlap=32),
+        ).validate()
+    if name == "full":
+        return Config(
+            data=DataConfig(patch=256),
+            train=TrainConfig(steps=100_000, batch=64, lr=5e-4, compile=True, val_every=2000, ckpt_every=2000,
+                              val_members=10, val_steps=20),
+            sample=SampleConfig(steps=20, members=30, chunk=30, tile=512, overlap=64),
+        ).validate()
+    raise SitsrConfigError(f"unknown profile {name!r}; choose smoke, quick or full")
