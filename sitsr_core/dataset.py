@@ -1,0 +1,281 @@
+"""Dataset constitution: 4 km fields -> (LR context, HR target, interpolation baseline) per day.
+
+Step 1 of the slides: filter the neXtSIM 4 km fields with a constant (box)
+kernel of 120 km (sea-ice concentration: 24 km), keep the four inputs
+``sit``, ``sic``, ``divergence``, ``shear`` plus the land mask, and split the days
+into training / validation / test date windows separated by gap days (consecutive
+days are correlated, so a gap avoids leakage between splits).
+
+The store layout is described in ``notes/CONTRACTS.md``; :func:`open_dataset`
+opens it lazily and :func:`norm_stats` returns the normalisation statistics
+(ocean cells of training days only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from . import filters, io
+from .errors import SitsrDataError, SitsrInputError
+
+LR_FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
+SPLITS = ("train", "val", "test", "gap")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Date windows of the validation and test splits; every other day trains.
+
+    Attributes
+    ----------
+    val : tuple of (start, end) date strings, inclusive
+        Validation windows (the slides use two windows of 6 days).
+    test : tuple of (start, end) date strings, inclusive
+        Held-out test windows.
+    gap_days : int
+        Days on each side of every val/test window excluded from training.
+    """
+
+    val: tuple[tuple[str, str], ...] = ()
+    test: tuple[tuple[str, str], ...] = ()
+    gap_days: int = 3
+
+
+def default_splits(dates: pd.DatetimeIndex, gap_days: int = 3) -> SplitSpec:
+    """Slides-like splits for a series of days.
+
+    Two validation windows of 6 days at 35 % and 70 % of the period, and a
+    test window made of the last 12 % of the days (at least 6).
+    """
+    n = len(dates)
+    if n < 3 * (6 + 2 * gap_days):
+        raise SitsrInputError(
+            f"{n} days are too few for default splits with {gap_days} gap days; give --val/--test windows")
+    ntest = max(6, int(round(0.12 * n)))
+    val = []
+    for frac in (0.35, 0.70):
+        i = int(frac * n)
+        val.append((str(dates[i].date()), str(dates[i + 5].date())))
+    test = [(str(dates[n - ntest].date()), str(dates[-1].date()))]
+    return SplitSpec(tuple(val), tuple(test), gap_days)
+
+
+def assign_splits(dates: pd.DatetimeIndex, spec: SplitSpec) -> np.ndarray:
+    """Label each day ``train``, ``val``, ``test`` or ``gap``.
+
+    Parameters
+    ----------
+    dates : DatetimeIndex, length T
+    spec : SplitSpec
+
+    Returns
+    -------
+    ndarray of str, shape (T,)
+
+    Raises
+    ------
+    SitsrInputError
+        If a window is reversed, outside the data, or overlaps another window
+        (including its gap days).
+    """
+    dates = pd.DatetimeIndex(dates).normalize()
+    labels = np.full(len(dates), "train", dtype="<U5")
+    taken = np.zeros(len(dates), dtype=bool)
+    for kind in ("val", "test"):
+        for start, end in getattr(spec, kind):
+            s, e = pd.Timestamp(start), pd.Timestamp(end)
+            if e < s:
+                raise SitsrInputError(f"{kind} window {start}..{end} ends before it starts")
+            if s < dates[0] or e > dates[-1]:
+                raise SitsrInputError(
+                    f"{kind} window {start}..{end} lies outside the data ({dates[0].date()}..{dates[-1].date()})")
+            inside = (dates >= s) & (dates <= e)
+            near = (dates >= s - pd.Timedelta(days=spec.gap_days)) & (dates <= e + pd.Timedelta(days=spec.gap_days))
+            if (taken & inside).any():
+                raise SitsrInputError(f"{kind} window {start}..{end} overlaps another split window or its gap days")
+            labels[near & ~taken & ~inside] = "gap"
+            labels[inside] = kind
+            taken |= near
+    if not (labels == "train").any():
+        raise SitsrInputError("the split windows leave no training day")
+    return labels
+
+
+def constitute_day(day: dict[str, np.ndarray], mask: np.ndarray, kernel_km: float = 120.0,
+                   sic_kernel_km: float = 24.0, dx_km: float = 4.0) -> dict[str, np.ndarray]:
+    """Filter one day's 4 km fields into the LR context and the interpolation baseline.
+
+    Parameters
+    ----------
+    day : dict of str -> ndarray, shape (ny, nx)
+        ``sit``, ``sic``, ``divergence``, ``shear`` (NaN on land).
+    mask : ndarray of bool, shape (ny, nx)
+        True on ocean cells.
+
+    Returns
+    -------
+    dict of float32 arrays, shape (ny, nx): ``sit``, ``sit_lr``, ``sic_lr``,
+    ``divergence_lr``, ``shear_lr``, ``sit_interp``.
+    """
+    out = {"sit": np.where(mask, day["sit"], np.nan).astype(np.float32)}
+    for name in ("sit", "sic", "divergence", "shear"):
+        k = sic_kernel_km if name == "sic" else kernel_km
+        out[f"{name}_lr"] = filters.box_filter(day[name], mask, k, dx_km)
+    out["sit_interp"] = filters.interp_baseline(day["sit"], mask, kernel_km, dx_km)
+    return out
+
+
+def _stats(sums: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, (n, s, s2) in sums.items():
+        mean = s / n
+        out[name] = {"mean": float(mean), "std": float(np.sqrt(max(s2 / n - mean**2, 1e-12)))}
+    return out
+
+
+def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_kernel_km: float = 24.0,
+               splits: SplitSpec | None = None, start: str | None = None, end: str | None = None,
+               mapping: dict[str, str] | None = None, allow_gaps: bool = False, overwrite: bool = False,
+               progress: bool = True) -> Path:
+    """Build the dataset store from moorings files.
+
+    Parameters
+    ----------
+    moorings : str, path or sequence
+        Moorings files or glob patterns (read lazily, one day at a time).
+    out : path
+        Output zarr store (``.zarr``) or netCDF file (``.nc``); written to a
+        temporary name and renamed when complete.
+    kernel_km, sic_kernel_km : float
+        Box-filter widths (km) for sit/divergence/shear and for sic.
+    splits : SplitSpec, optional
+        Date windows; default :func:`default_splits`.
+    start, end : str, optional
+        Restrict to these dates (inclusive).
+    mapping, allow_gaps
+        Passed to :func:`sitsr_core.io.open_moorings`.
+    overwrite : bool
+        Replace an existing output.
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    Path of the store.
+    """
+    out = Path(out)
+    if out.suffix not in (".zarr", ".nc"):
+        raise SitsrInputError(f"{out}: output must end in .zarr or .nc")
+    src, grid = io.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
+    if start or end:
+        src = src.sel(time=slice(start, end))
+        if src.sizes["time"] == 0:
+            raise SitsrInputError(f"no day of the moorings lies between {start} and {end}")
+    dates = pd.DatetimeIndex(src["time"].values)
+    spec = splits or default_splits(dates)
+    labels = assign_splits(dates, spec)
+    mask = np.asarray(src["mask"].values, dtype=bool)
+    if not mask.any():
+        raise SitsrDataError(f"{src.attrs.get('source_files')}: the land mask leaves no ocean cell")
+
+    names = ("sit",) + LR_FEATURES + ("sit_interp",)
+    arrays = {n: np.empty((len(dates),) + grid.shape, dtype=np.float32) for n in names}
+    sums: dict[str, list[float]] = {}
+    files = src.attrs.get("source_files", "moorings")
+    for i in tqdm(range(len(dates)), desc="constitute", unit="day", disable=not progress):
+        raw = {v: src[v].isel(time=i).values for v in io.VARIABLES}
+        day = io.check_day(raw, mask, f"{files} {dates[i].date()}")
+        fields = constitute_day(day, mask, kernel_km, sic_kernel_km)
+        for n in names:
+            arrays[n][i] = fields[n]
+        if labels[i] == "train":
+            fields["anomaly"] = fields["sit"] - fields["sit_lr"]
+            for n in ("sit",) + LR_FEATURES + ("anomaly",):
+                v = fields[n][mask]
+                v = v[np.isfinite(v)].astype(np.float64)
+                acc = sums.setdefault(n, [0.0, 0.0, 0.0])
+                acc[0] += v.size
+                acc[1] += v.sum()
+                acc[2] += (v**2).sum()
+
+    attrs_lr = {
+        "sit": {"long_name": "sea ice effective thickness, 4 km (target)", "units": "m"},
+        "sit_lr": {"long_name": f"sea ice effective thickness, {kernel_km:g} km box mean", "units": "m"},
+        "sic_lr": {"long_name": f"sea ice concentration, {sic_kernel_km:g} km box mean", "units": "1"},
+        "divergence_lr": {"long_name": f"sea ice divergence, {kernel_km:g} km box mean", "units": "day-1"},
+        "shear_lr": {"long_name": f"sea ice shear, {kernel_km:g} km box mean", "units": "day-1"},
+        "sit_interp": {"long_name": f"{kernel_km:g} km block means of sit bilinearly interpolated to 4 km "
+                                   "(interpolation baseline)", "units": "m"},
+    }
+    ds = xr.Dataset(
+        {n: (("time", "y", "x"), arrays[n], attrs_lr[n]) for n in names},
+        coords={"time": dates, "x": ("x", grid.x, {"units": "m"}), "y": ("y", grid.y, {"units": "m"})},
+    )
+    for c in ("latitude", "longitude"):
+        if c in src.coords:
+            ds = ds.assign_coords({c: (("y", "x"), np.asarray(src[c].values, dtype=np.float32))})
+    ds["mask"] = (("y", "x"), mask.astype(np.uint8), {"long_name": "model domain (1 = ocean, 0 = land)"})
+    ds["split"] = ("time", labels.astype("<U5"), {"long_name": "split of each day: train, val, test or gap"})
+    ds.attrs = {
+        "title": "sitsr super-resolution dataset",
+        "source": files,
+        "source_attrs": json.dumps({k: str(v) for k, v in src.attrs.items() if k != "source_files"}),
+        "kernel_km": float(kernel_km),
+        "sic_kernel_km": float(sic_kernel_km),
+        "region": grid.name,
+        "grid_window": json.dumps([grid.row0, grid.col0, grid.ny, grid.nx]),
+        "splits": json.dumps({"val": spec.val, "test": spec.test, "gap_days": spec.gap_days}),
+        "norm_stats": json.dumps(_stats(sums)),
+    }
+    with io.atomic_output(out, overwrite=overwrite) as tmp:
+        if out.suffix == ".zarr":
+            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+        else:
+            ds.to_netcdf(tmp)
+    return out
+
+
+def open_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Open a dataset store lazily and check its layout.
+
+    Raises
+    ------
+    SitsrDataError
+        If the store is missing or lacks a required variable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SitsrInputError(f"{path}: dataset not found (build it with `sitsr dataset`)")
+    try:
+        if path.suffix == ".zarr" or path.is_dir():
+            ds = xr.open_zarr(path, consolidated=True)
+        else:
+            ds = xr.open_dataset(path, chunks={"time": 1})
+    except Exception as exc:  # noqa: BLE001 - any backend failure is a bad store for the user
+        raise SitsrDataError(f"{path}: cannot be opened as a sitsr dataset ({exc.__class__.__name__}: {exc})") from None
+    need = ("sit",) + LR_FEATURES + ("sit_interp", "mask", "split")
+    missing = [v for v in need if v not in ds.variables]
+    if missing or "norm_stats" not in ds.attrs:
+        raise SitsrDataError(f"{path}: not a sitsr dataset (missing {missing or ['norm_stats attribute']})")
+    return ds
+
+
+def norm_stats(ds: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Normalisation statistics ``{name: {"mean", "std"}}`` stored with the dataset."""
+    return json.loads(ds.attrs["norm_stats"])
+
+
+def split_days(ds: xr.Dataset, split: str) -> pd.DatetimeIndex:
+    """Dates of one split (``train``, ``val``, ``test``)."""
+    if split not in SPLITS:
+        raise SitsrInputError(f"unknown split {split!r}; choose one of {SPLITS}")
+    labels = np.asarray(ds["split"].values).astype(str)
+    return pd.DatetimeIndex(ds["time"].values[labels == split])

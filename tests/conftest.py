@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny moorings files and a tiny dataset store built through the real code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from sitsr_core import dataset, io
+from sitsr_core.grid import Grid
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+#: 64 x 64 coastal window (north of Ellesmere Island, ~10 % land).
+TINY_GRID = Grid("custom", 370, 440, 64, 64)
+TINY_DATES = pd.date_range("2020-11-20", periods=24, freq="D")
+TINY_SPLITS = dataset.SplitSpec(val=(("2020-12-01", "2020-12-02"),), test=(("2020-12-11", "2020-12-13"),), gap_days=1)
+
+
+def smooth_fields(grid: Grid, dates, seed: int = 0) -> dict[str, np.ndarray]:
+    """Cheap correlated random fields in the moorings variables, shape (T, ny, nx), NaN on land."""
+    rng = np.random.default_rng(seed)
+    shape = (len(dates),) + grid.shape
+    base = ndimage.gaussian_filter(rng.standard_normal((1,) + grid.shape), (0, 6, 6)) * 8
+    small = ndimage.gaussian_filter(rng.standard_normal(shape), (1.5, 1, 1)) * 2
+    sit = np.clip(1.5 + base + 0.6 * small, 0, None)
+    sic = np.clip(0.9 + 0.1 * small, 0, 1)
+    div = ndimage.gaussian_filter(rng.standard_normal(shape), (0, 1, 1)) * 0.05
+    shear = np.abs(ndimage.gaussian_filter(rng.standard_normal(shape), (0, 1, 1))) * 0.1
+    land = grid.land_mask()
+    out = {"sit": sit, "sic": sic, "divergence": div, "shear": shear}
+    for a in out.values():
+        a[:, land] = np.nan
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_moorings(tmp_path_factory) -> Path:
+    """Two monthly moorings files (Nov and Dec 2020) on :data:`TINY_GRID`."""
+    folder = tmp_path_factory.mktemp("moorings")
+    fields = smooth_fields(TINY_GRID, TINY_DATES)
+    for month in ("2020-11", "2020-12"):
+        sel = TINY_DATES.strftime("%Y-%m") == month
+        if sel.any():
+            ds = io.moorings_dataset(TINY_GRID, TINY_DATES[sel], {k: v[sel] for k, v in fields.items()})
+            io.write_moorings(folder / f"Moorings_{month.replace('-', 'm')}.nc", ds)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_moorings, tmp_path_factory) -> Path:
+    """A 24-day, 64 x 64 dataset store (train/val/test/gap splits, norm_stats)."""
+    out = tmp_path_factory.mktemp("data") / "tiny.zarr"
+    return dataset.constitute(str(tiny_moorings / "Moorings_*.nc"), out, splits=TINY_SPLITS, progress=False)
