@@ -23,7 +23,7 @@ import xarray as xr
 from . import grid as gridmod
 from .errors import SitsrDataError, SitsrInputError
 
-TIME_UNITS = "days since 1900-01-01 00:00:00"
+TIME_UNITS = "days since 1900-01-01"
 VARIABLES = ("sit", "sic", "divergence", "shear")
 
 #: CF attributes of each moorings variable.
@@ -50,9 +50,9 @@ class SitsrDataWarning(UserWarning):
 
 
 def atomic_path(path: str | os.PathLike) -> Path:
-    """Temporary sibling of ``path`` used for write-then-rename."""
+    """Temporary sibling of ``path`` (same suffix, hidden) used for write-then-rename."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -131,7 +131,7 @@ def moorings_dataset(grid: gridmod.Grid, times, fields: dict[str, np.ndarray], a
 def write_moorings(path: str | os.PathLike, ds: xr.Dataset, overwrite: bool = False) -> Path:
     """Write a moorings Dataset to netCDF atomically (``time`` in days since 1900-01-01)."""
     enc = {name: {"zlib": True, "complevel": 1, "_FillValue": np.float32(np.nan),
-                  "chunksizes": (1,) + ds[name].shape[1:]} for name in VARIABLES}
+                  "chunksizes": (1,) + ds[name].shape[1:]} for name in VARIABLES if name in ds}
     enc["time"] = {"units": TIME_UNITS, "calendar": "standard", "dtype": "float64"}
     with atomic_output(path, overwrite=overwrite) as tmp:
         ds.to_netcdf(tmp, encoding=enc, format="NETCDF4")

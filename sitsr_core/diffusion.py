@@ -1,0 +1,226 @@
+"""Continuous-time offset-cosine diffusion: schedule, loss and the metres <-> normalised wrapper.
+
+Schedule (Keras DDIM / "offset cosine"): ``t ~ U(0, 1)``,
+``gamma(t) = gamma_min + t (gamma_max - gamma_min)`` with
+``gamma_min = arccos(max_signal_rate)`` and ``gamma_max = arccos(min_signal_rate)``;
+signal and noise rates ``r_s = cos(gamma)``, ``r_eps = sin(gamma)``;
+``z_t = r_s y + r_eps eps``. The network is conditioned on the noise variance
+``r_eps**2`` (see :mod:`sitsr_core.networks`).
+
+Predictions (``diffusion.prediction``): ``eps`` (loss ``|eps - f|^2``) or ``v``
+(``v = r_s eps - r_eps y``, loss ``|v - f|^2``); both are averaged over ocean
+cells only. The ``regression`` objective trains the same network with MSE on
+``y`` from ``z = 0`` at a fixed noise level (:data:`REGRESSION_NOISE_VAR`).
+
+Target space (``data.target``): ``anomaly``: ``y = (sit - sit_lr - mean_a) / std_a``;
+``full``: ``y = (sit - mean_sit) / std_sit`` (statistics from the dataset's
+``norm_stats``). Context channels are ``(f - mean_f) / std_f`` for each feature
+followed by the ocean mask; land and NaN cells are 0 after normalisation.
+:class:`Denoiser` (EDM's "preconditioning" wrapper) holds these statistics so
+that callers outside the training loop only see metres.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Noise variance fed to the network for the regression objective (input z = 0).
+REGRESSION_NOISE_VAR = 0.0
+
+
+def gamma_range(dcfg) -> tuple[float, float]:
+    """``(gamma_min, gamma_max) = (arccos(max_signal_rate), arccos(min_signal_rate))`` of a DiffusionConfig."""
+    return math.acos(dcfg.max_signal_rate), math.acos(dcfg.min_signal_rate)
+
+
+def angles(t, dcfg):
+    """Noise angle ``gamma(t)`` (tensor or array in, same type out)."""
+    g0, g1 = gamma_range(dcfg)
+    return g0 + t * (g1 - g0)
+
+
+def rates(gamma):
+    """``(signal_rate, noise_rate) = (cos gamma, sin gamma)``."""
+    if isinstance(gamma, torch.Tensor):
+        return torch.cos(gamma), torch.sin(gamma)
+    return np.cos(gamma), np.sin(gamma)
+
+
+def _bcast(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, 1, 1, 1)
+
+
+def sample_t(n: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+    """``n`` diffusion times drawn from U(0, 1) (on CPU with ``generator``, then moved)."""
+    return torch.rand(n, generator=generator).to(device)
+
+
+def diffuse(y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, dcfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``z_t = r_s y + r_eps eps``; returns ``(z_t, r_s, r_eps)`` with rates shaped (B, 1, 1, 1)."""
+    s, n = rates(_bcast(angles(t.float(), dcfg)))
+    return s * y + n * noise, s, n
+
+
+def loss_terms(net: nn.Module, y: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, cfg,
+               t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample masked squared-error sums and ocean-cell counts.
+
+    Parameters
+    ----------
+    net : module ``f(z, noise_var, context)``
+    y, mask : Tensor, shape (B, 1, H, W)
+        Normalised target (0 on land) and ocean mask (1 ocean, 0 land).
+    context : Tensor, shape (B, C, H, W)
+    cfg : Config
+    t, noise : Tensor, optional
+        Diffusion times (B,) and noise (B, 1, H, W); drawn from ``generator`` when omitted.
+
+    Returns
+    -------
+    sums, counts : Tensor, shape (B,), float32
+    """
+    mask = mask.float()
+    if cfg.train.objective == "regression":
+        pred = net(torch.zeros_like(y), torch.full((y.shape[0],), REGRESSION_NOISE_VAR, device=y.device), context)
+        target = y
+    else:
+        if t is None:
+            t = sample_t(y.shape[0], generator, y.device)
+        if noise is None:
+            noise = torch.randn(y.shape, generator=generator).to(y.device)
+        z, s, n = diffuse(y, t, noise, cfg.diffusion)
+        pred = net(z, (n * n).reshape(-1), context)
+        target = noise if cfg.diffusion.prediction == "eps" else s * noise - n * y
+    err = (pred.float() - target.float()) ** 2 * mask
+    return err.sum(dim=(1, 2, 3)), mask.sum(dim=(1, 2, 3))
+
+
+def loss(net: nn.Module, y: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, cfg, **kw) -> torch.Tensor:
+    """Mean squared error over the ocean cells of the batch (see :func:`loss_terms`)."""
+    sums, counts = loss_terms(net, y, context, mask, cfg, **kw)
+    return sums.sum() / counts.sum().clamp_min(1.0)
+
+
+# ---------------------------------------------------------------- normalisation (numpy or torch)
+
+def _nan_to_zero(a):
+    if isinstance(a, torch.Tensor):
+        return torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _stack(arrays, axis):
+    if isinstance(arrays[0], torch.Tensor):
+        return torch.stack(arrays, dim=axis)
+    return np.stack(arrays, axis=axis)
+
+
+def target_stats(cfg, stats: Mapping) -> tuple[float, float]:
+    """``(mean, std)`` of the target: the anomaly's or sit's statistics."""
+    key = "anomaly" if cfg.data.target == "anomaly" else "sit"
+    return float(stats[key]["mean"]), float(stats[key]["std"])
+
+
+def normalise_context(fields: Mapping, mask, cfg, stats: Mapping, axis: int = -3):
+    """Stack the normalised features and the mask along ``axis`` (land/NaN -> 0).
+
+    ``fields[name]`` and ``mask`` share a shape (..., H, W); returns (..., C + 1, H, W)
+    for the default ``axis=-3``.
+    """
+    m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
+    chans = []
+    for name in cfg.data.features:
+        f = (fields[name] - float(stats[name]["mean"])) / float(stats[name]["std"])
+        chans.append(_nan_to_zero(f) * m)
+    chans.append(m + 0 * chans[0])
+    return _stack(chans, axis)
+
+
+def normalise_target(sit, sit_lr, mask, cfg, stats: Mapping):
+    """Physical thickness (m) -> normalised target ``y`` (land/NaN -> 0)."""
+    mean, std = target_stats(cfg, stats)
+    a = sit - sit_lr if cfg.data.target == "anomaly" else sit
+    m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
+    return _nan_to_zero((a - mean) / std) * m
+
+
+def to_metres(y, sit_lr, cfg, stats: Mapping):
+    """Normalised target ``y`` -> thickness in metres (before any post-processing)."""
+    mean, std = target_stats(cfg, stats)
+    a = y * std + mean
+    if cfg.data.target == "anomaly":
+        a = a + _nan_to_zero(sit_lr)
+    return a
+
+
+class Denoiser(nn.Module):
+    """The network wrapped with its schedule, prediction type and normalisation.
+
+    ``predict(z, t, context) -> (eps_hat, y0_hat)`` works in normalised space for
+    the samplers; :meth:`context`, :meth:`to_metres` and :meth:`target` convert
+    between metres and that space using the dataset statistics stored with the run.
+
+    Parameters
+    ----------
+    net : UNet
+    cfg : Config
+    stats : dict
+        ``norm_stats`` of the training dataset.
+    bf16, channels_last : bool, optional
+        Inference speed options (default: ``cfg.train``'s).
+    """
+
+    def __init__(self, net: nn.Module, cfg, stats: Mapping, bf16: bool | None = None,
+                 channels_last: bool | None = None):
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+        self.stats = {k: dict(v) for k, v in stats.items()}
+        self.bf16 = cfg.train.bf16 if bf16 is None else bf16
+        self.channels_last = cfg.train.channels_last if channels_last is None else channels_last
+
+    @property
+    def regression(self) -> bool:
+        return self.cfg.train.objective == "regression"
+
+    def context(self, fields: Mapping, mask):
+        """Normalised context (C + 1 channels, see :func:`normalise_context`)."""
+        return normalise_context(fields, mask, self.cfg, self.stats)
+
+    def target(self, sit, sit_lr, mask):
+        return normalise_target(sit, sit_lr, mask, self.cfg, self.stats)
+
+    def to_metres(self, y, sit_lr):
+        return to_metres(y, sit_lr, self.cfg, self.stats)
+
+    def _net(self, z, noise_var, context):
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+            context = context.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.net(z, noise_var, context)
+        return out.float().contiguous()
+
+    @torch.no_grad()
+    def predict(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted noise and clean target at times ``t`` (B,) for states ``z`` (B, 1, H, W)."""
+        if self.regression:
+            y0 = self._net(torch.zeros_like(z), torch.full((z.shape[0],), REGRESSION_NOISE_VAR, device=z.device),
+                           context)
+            return torch.zeros_like(z), y0
+        t = torch.as_tensor(t, dtype=torch.float32, device=z.device).reshape(-1).expand(z.shape[0])
+        s, n = rates(_bcast(angles(t, self.cfg.diffusion)))
+        out = self._net(z, (n * n).reshape(-1), context)
+        if self.cfg.diffusion.prediction == "eps":
+            eps = out
+            y0 = (z - n * eps) / s
+        else:
+            y0 = s * z - n * out
+            eps = n * z + s * out
+        return eps, y0
