@@ -134,6 +134,9 @@ def spectra_plot(ax, k: np.ndarray, curves: dict, kernel_km: float | None = 120.
         ax.text(kernel_km, ax.get_ylim()[0], f" {kernel_km:g} km kernel", rotation=90, va="bottom", fontsize=8)
     ax.axvline(2 * dx_km, color="0.5", ls="--", lw=0.8)
     ax.invert_xaxis()
+    ticks = [t for t in (1000, 500, 240, 120, 60, 30, 16, 8) if wl.min() <= t <= wl.max()]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("wavelength (km)")
     ax.set_ylabel("power spectral density (m$^2$ km)")
     ax.legend(fontsize=8)
