@@ -1,0 +1,278 @@
+"""Metrics against reference libraries (properscoring, scores, xskillscore), brute force and closed forms."""
+
+import numpy as np
+import properscoring
+import pytest
+import scores.probability
+import xarray as xr
+import xskillscore
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from sitsr_core import metrics
+from sitsr_core.filters import box_filter
+from sitsr_core.spectra import power_law_field
+
+
+def random_ensemble(m=7, shape=(20, 30), seed=0):
+    rng = np.random.default_rng(seed)
+    obs = rng.gamma(2.0, 0.8, size=shape)
+    ens = obs + rng.normal(0.2, 0.5, size=(m,) + shape)
+    return ens, obs
+
+
+# ------------------------------------------------------------------ deterministic
+
+
+def test_rmse_mae_bias_hand_values_with_mask_and_nan():
+    obs = np.array([[1.0, 2.0], [3.0, np.nan]])
+    pred = np.array([[2.0, 0.0], [100.0, 5.0]])
+    mask = np.array([[True, True], [False, True]])  # (1, 0) is land; (1, 1) has a NaN truth
+    assert metrics.rmse(pred, obs, mask) == pytest.approx(np.sqrt((1 + 4) / 2))
+    assert metrics.mae(pred, obs, mask) == pytest.approx(1.5)
+    assert metrics.bias(pred, obs, mask) == pytest.approx(-0.5)
+    assert metrics.rmse(pred, obs) == pytest.approx(np.sqrt((1 + 4 + 97**2) / 3))
+
+
+def test_stack_of_members_gives_one_score_per_member():
+    ens, obs = random_ensemble()
+    mask = np.random.default_rng(1).random(obs.shape) > 0.2
+    per_member = metrics.rmse(ens, obs, mask)
+    assert per_member.shape == (7,)
+    for i in range(7):
+        assert per_member[i] == pytest.approx(np.sqrt(np.mean((ens[i] - obs)[mask] ** 2)))
+
+
+def test_large_scale_rmse():
+    field = 1.5 + power_law_field((64, 64), -2.0, seed=4)
+    ocean = ~(power_law_field((64, 64), -4.0, seed=5) > 1.2)
+    lr = box_filter(field, ocean, 120.0, 4.0)
+    assert metrics.large_scale_rmse(field, lr, ocean) < 1e-5  # the truth does not bias large scales
+    members = np.stack([field + 0.3, field - 0.1])  # a constant offset survives the box filter
+    np.testing.assert_allclose(metrics.large_scale_rmse(members, lr, ocean), [0.3, 0.1], rtol=1e-4)
+    checker = field + 0.5 * (-1.0) ** np.add.outer(np.arange(64), np.arange(64))
+    assert metrics.large_scale_rmse(checker, lr, ocean) < 0.05  # grid-scale noise is filtered out
+
+
+# -------------------------------------------------------------------------- CRPS
+
+
+def brute_crps(ens, obs, fair):
+    m = ens.shape[0]
+    skill = np.abs(ens - obs).mean(axis=0)
+    pairs = np.abs(ens[:, None] - ens[None, :]).sum(axis=(0, 1))
+    return skill - pairs / (2 * m * (m - 1) if fair else 2 * m * m)
+
+
+def test_fair_crps_matches_scores():
+    ens, obs = random_ensemble()
+    fc = xr.DataArray(ens, dims=("member", "y", "x"))
+    ob = xr.DataArray(obs, dims=("y", "x"))
+    ref = scores.probability.crps_for_ensemble(fc, ob, "member", method="fair", preserve_dims=("y", "x"))
+    np.testing.assert_allclose(metrics.crps_cells(ens, obs), ref.values, rtol=1e-10)
+
+
+def test_non_fair_crps_matches_properscoring():
+    ens, obs = random_ensemble()
+    ref = properscoring.crps_ensemble(obs, np.moveaxis(ens, 0, -1))
+    np.testing.assert_allclose(metrics.crps_cells(ens, obs, fair=False), ref, rtol=1e-10)
+    np.testing.assert_allclose(metrics.crps_cells(ens, obs), brute_crps(ens, obs, fair=True), rtol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float64, (4, 3), elements=st.floats(-5, 5).map(lambda v: round(v, 1))),  # rounding makes ties
+    arrays(np.float64, (3,), elements=st.floats(-5, 5).map(lambda v: round(v, 1))),
+    st.booleans(),
+)
+def test_sorted_formula_equals_pair_sum(ens, obs, fair):
+    np.testing.assert_allclose(metrics.crps_cells(ens, obs, fair=fair), brute_crps(ens, obs, fair), atol=1e-12)
+
+
+def test_crps_fair_mean_member_axis_and_xarray_wrapper():
+    ens, obs = random_ensemble(m=5, shape=(3, 10, 12))  # (member, time, y, x)
+    mask = np.random.default_rng(2).random((10, 12)) > 0.3
+    ens[2, 0, 0, 0] = np.nan  # a NaN member invalidates that cell
+    cells = brute_crps(ens, obs, fair=True)
+    ok = np.broadcast_to(mask, obs.shape) & np.isfinite(cells)
+    assert metrics.crps_fair(ens, obs, mask) == pytest.approx(cells[ok].mean())
+    assert metrics.crps_fair(np.moveaxis(ens, 0, -1), obs, mask, member_axis=-1) == pytest.approx(cells[ok].mean())
+    ens_da = xr.DataArray(ens, dims=("member", "time", "y", "x"))
+    obs_da = xr.DataArray(obs, dims=("time", "y", "x"))
+    mask_da = xr.DataArray(mask.astype(np.uint8), dims=("y", "x"))  # the dataset store's 1 = ocean
+    per_day = metrics.crps_fair_xr(ens_da, obs_da, mask_da)
+    assert per_day.dims == ("time",)
+    for t in range(3):
+        assert float(per_day[t]) == pytest.approx(metrics.crps_fair(ens[:, t], obs[t], mask))
+    rm = metrics.rmse_xr(ens_da, obs_da, mask_da)
+    assert rm.dims == ("member", "time")
+    assert float(rm[1, 2]) == pytest.approx(metrics.rmse(ens[1, 2], obs[2], mask))
+
+
+# -------------------------------------------------------------- spread and ranks
+
+
+def consistent_ensemble(m, n=200_000, seed=0, member_scale=1.0):
+    """Truth and members drawn from the same N(c, sigma) per cell (members' sd scaled by member_scale)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=n)
+    sigma = rng.uniform(0.2, 2.0, size=n)
+    obs = centre + sigma * rng.standard_normal(n)
+    ens = centre + member_scale * sigma * rng.standard_normal((m, n))
+    return ens, obs
+
+
+def test_spread_skill_ratio_is_one_for_a_consistent_ensemble():
+    ens, obs = consistent_ensemble(m=5)
+    # uncorrected it would be sqrt(5/6) = 0.913
+    assert metrics.spread_skill_ratio(ens, obs) == pytest.approx(1.0, abs=0.015)
+
+
+def test_spread_skill_ratio_of_an_underdispersive_ensemble():
+    m, s = 5, 0.5
+    ens, obs = consistent_ensemble(m=m, member_scale=s)
+    expected = np.sqrt((m + 1) / m) * s / np.sqrt(1 + s**2 / m)
+    assert metrics.spread_skill_ratio(ens, obs) == pytest.approx(expected, rel=0.02)
+
+
+def test_spread_error_bins_follow_the_diagonal():
+    # many members: binning by the sample spread has a selection bias of ~6 % with 30 members (docstring)
+    ens, obs = consistent_ensemble(m=100, n=80_000)
+    mask = np.arange(obs.size) % 7 != 0
+    b = metrics.spread_error_bins(ens, obs, mask, n_bins=8)
+    assert b["count"].sum() == mask.sum() and b["count"].max() - b["count"].min() <= 1
+    assert np.all(np.diff(b["spread"]) > 0) and np.all(b["spread_min"] <= b["spread_max"])
+    np.testing.assert_allclose(b["rmse"] / b["spread"], 1.0, atol=0.05)
+    under = metrics.spread_error_bins(0.5 * ens, obs, mask, n_bins=8)  # shrunk members: error > spread
+    assert np.all(under["rmse"] > 1.5 * under["spread"])
+
+
+def test_rank_histogram_matches_xskillscore():
+    ens, obs = random_ensemble(m=9, shape=(40, 50), seed=3)
+    mask = np.random.default_rng(4).random(obs.shape) > 0.25
+    counts = metrics.rank_histogram(ens, obs, mask)
+    fc = xr.DataArray(ens[:, mask].T, dims=("cell", "member"))
+    ob = xr.DataArray(obs[mask], dims=("cell",))
+    ref = xskillscore.rank_histogram(ob, fc, dim="cell")
+    np.testing.assert_array_equal(counts, ref.values)
+    assert counts.sum() == mask.sum() and counts.shape == (10,)
+
+
+def test_rank_histogram_ties_are_spread_uniformly():
+    n, m = 20_000, 4
+    counts = metrics.rank_histogram(np.zeros((m, n)), np.zeros(n))  # open water everywhere
+    np.testing.assert_allclose(counts / n, 1 / (m + 1), atol=0.015)
+    assert metrics.rank_flatness(counts) < 5
+
+
+def test_rank_flatness_hand_values_and_reliable_ensemble():
+    assert metrics.rank_flatness([10, 10, 10, 10]) == 0.0
+    assert metrics.rank_flatness([20, 0, 10, 10]) == pytest.approx((100 + 100) / 10 / 3)
+    ens, obs = consistent_ensemble(m=5, n=50_000)  # independent cells: chi2 / dof ~ 1
+    assert metrics.rank_flatness(metrics.rank_histogram(ens, obs)) < 3
+    assert metrics.rank_flatness(metrics.rank_histogram(0.5 * ens, obs)) > 100
+
+
+# ------------------------------------------------------------------- skill table
+
+
+def test_skill_table_hand_values():
+    obs = np.zeros((4, 5))
+    ens = np.stack([np.ones((4, 5)), -np.ones((4, 5))])
+    lr = np.full((4, 5), 2.0)
+    interp = np.full((4, 5), -0.5)
+    lr[0, 0] = np.nan  # excluded for every forecast
+    mask = np.ones((4, 5), bool)
+    mask[3] = False
+    t = metrics.skill_table(ens, obs, mask, {"lr": lr, "interp": interp})
+    s = t["scores"]
+    assert s["ensemble"] == pytest.approx({"rmse": 0.0, "mae": 0.0, "bias": 0.0, "crps": 0.0})
+    assert s["member"] == pytest.approx({"rmse": 1.0, "mae": 1.0, "bias": 0.0, "crps": 1.0})
+    assert s["lr"] == pytest.approx({"rmse": 2.0, "mae": 2.0, "bias": 2.0, "crps": 2.0})
+    assert s["interp"]["bias"] == pytest.approx(-0.5)
+    assert t["improvement_pct"]["lr"]["member"] == pytest.approx({"rmse": 50.0, "mae": 50.0, "crps": 50.0})
+    assert t["improvement_pct"]["interp"]["member"]["rmse"] == pytest.approx(-100.0)
+    assert t["improvement_pct"]["lr"]["ensemble"]["crps"] == pytest.approx(100.0)
+
+
+def test_skill_table_ensemble_crps_matches_properscoring_fair_offset():
+    ens, obs = random_ensemble(m=6)
+    t = metrics.skill_table(ens, obs, None, {"lr": obs + 1.0})
+    m = 6
+    # fair = ecdf CRPS - (1/(2M(M-1)) - 1/(2M^2)) * sum|Xi - Xj|
+    pairs = np.abs(ens[:, None] - ens[None, :]).sum(axis=(0, 1))
+    fair = properscoring.crps_ensemble(obs, np.moveaxis(ens, 0, -1)) - pairs * (1 / (2 * m * (m - 1)) - 1 / (2 * m * m))
+    assert t["scores"]["ensemble"]["crps"] == pytest.approx(fair.mean())
+
+
+# ------------------------------------------------------------------ scale bands
+
+
+def test_scale_bands_defaults_and_scaling():
+    assert metrics.scale_bands() == {
+        "large": (240.0, None), "medium": (60.0, 240.0), "fine": (16.0, 60.0), "finest": (8.0, 16.0)}
+    assert metrics.scale_bands(60.0, 2.0) == {
+        "large": (120.0, None), "medium": (30.0, 120.0), "fine": (8.0, 30.0), "finest": (4.0, 8.0)}
+    assert metrics.scale_bands(large_min_km=300.0)["medium"] == (60.0, 300.0)
+
+
+def test_band_powers_partition_the_spectrum():
+    k = np.arange(1, 129) / 1024.0  # 256 cells of 4 km: k = n / L up to Nyquist 1/8
+    psd = np.stack([np.ones_like(k), k**-2])
+    p = metrics.band_powers(k, psd)
+    total = sum(p.values())
+    np.testing.assert_allclose(total, (psd * k[0]).sum(axis=-1))
+    dk = 1 / 1024.0
+    # bins n with 1024/n in (240, inf) -> n <= 4; (60, 240] -> 5..17; (16, 60] -> 18..63; [8, 16] -> 64..128
+    np.testing.assert_allclose([p[b][0] for b in ("large", "medium", "fine", "finest")],
+                               np.array([4, 13, 46, 65]) * dk)
+
+
+def lowpass(f, lam_km, dx=4.0):
+    ky = np.fft.fftfreq(f.shape[-2], dx)
+    kx = np.fft.fftfreq(f.shape[-1], dx)
+    k = np.hypot(*np.meshgrid(ky, kx, indexing="ij"))
+    return np.real(np.fft.ifft2(np.fft.fft2(f) * np.exp(-((k * lam_km) ** 4))))
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    """Truth with a basin-scale gradient; LR = its 120 km box mean; a 'good' ensemble."""
+    n = 192
+    ramp = np.linspace(-1.5, 1.5, n)[None, :] * np.ones((n, 1))
+    truth = 2.0 + ramp + 0.3 * power_law_field((n, n), -2.5, seed=1)
+    ocean = ~(power_law_field((n, n), -4.0, seed=2) > 1.3)
+    lr = np.where(ocean, box_filter(truth, ocean), np.nan)
+    mean = lowpass(truth, 50.0)
+    members = mean + np.stack([0.3 * (p - lowpass(p, 50.0))
+                               for p in (power_law_field((n, n), -2.5, seed=10 + i) for i in range(4))])
+    return truth, lr, mean, members, ocean
+
+
+def test_band_table_and_checks_good_ensemble(scenario):
+    truth, lr, mean, members, ocean = scenario
+    table = metrics.band_table(truth, lr, mean, members, ocean)
+    assert list(table) == ["large", "medium", "fine", "finest"]
+    assert table["medium"]["lambda_km"] == [60.0, 240.0]
+    for row in table.values():
+        assert row["lr_ratio"] == pytest.approx(row["lr"] / row["truth"])
+    checks = metrics.band_checks(table)
+    assert len(checks) == 5
+    assert all(c["passed"] for c in checks), checks
+
+
+def test_band_table_members_average_power(scenario):
+    truth, lr, mean, _, ocean = scenario
+    table = metrics.band_table(truth, lr, mean, np.stack([truth, 3 * truth]), ocean)
+    for row in table.values():
+        assert row["members_ratio"] == pytest.approx(5.0)  # (1 + 9) / 2
+
+
+def test_band_checks_fail_when_the_mean_is_just_lr(scenario):
+    truth, lr, _, members, ocean = scenario
+    checks = {c["statement"].split(":")[0] + str(i): c for i, c in enumerate(
+        metrics.band_checks(metrics.band_table(truth, lr, lr, members, ocean)))}
+    assert checks["large0"]["passed"]
+    assert not checks["medium1"]["passed"] and not checks["medium2"]["passed"]
+    assert checks["medium2"]["value"] == pytest.approx(1.0)
