@@ -54,3 +54,30 @@ def tiny_dataset(tiny_moorings, tmp_path_factory) -> Path:
     """A 24-day, 64 x 64 dataset store (train/val/test/gap splits, norm_stats)."""
     out = tmp_path_factory.mktemp("data") / "tiny.zarr"
     return dataset.constitute(str(tiny_moorings / "Moorings_*.nc"), out, splits=TINY_SPLITS, progress=False)
+
+
+@pytest.fixture(scope="session")
+def cfcheck(tmp_path_factory):
+    """Return ``check(path) -> (errors, warnings, output)`` running ``cfchecks`` offline with local tables."""
+    import gzip
+    import re
+    import shutil
+    import subprocess
+
+    tables = Path(__file__).parent / "cf_tables"
+    folder = tmp_path_factory.mktemp("cf_tables")
+    std = folder / "cf-standard-name-table.xml"
+    std.write_bytes(gzip.decompress((tables / "cf-standard-name-table.xml.gz").read_bytes()))
+    exe = shutil.which("cfchecks") or str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "cfchecks")
+
+    def check(path):
+        res = subprocess.run([exe, "-s", str(std), "-a", str(tables / "area-type-table.xml"),
+                              "-r", str(tables / "standardized-region-list.xml"), str(path)],
+                             capture_output=True, text=True)
+        out = res.stdout + res.stderr
+        errors = sum(int(n) for n in re.findall(r"ERRORS detected:\s*(\d+)", out))
+        warns = sum(int(n) for n in re.findall(r"WARNINGS given:\s*(\d+)", out))
+        assert "ERRORS detected" in out, f"cfchecks did not run: {out[-1000:]}"
+        return errors, warns, out
+
+    return check

@@ -115,17 +115,6 @@ def open_netcdf(path: str | os.PathLike, group: str | None = None, **kwargs) -> 
         raise SitsrDataError(f"{path}{where}: cannot read with xarray (truncated or corrupt?): {exc}") from exc
 
 
-def describe_file(path: str | os.PathLike) -> str:
-    """A short description of what a netCDF file holds: its product if recognised, else its variables."""
-    try:
-        kind = sniff_product(path)
-    except SitsrDataError:
-        kind = None
-    inv = _inventory(path)
-    label = PRODUCT_LABELS.get(kind, "an unrecognised file") if kind else "an unrecognised file"
-    return f"{label} ({inv})"
-
-
 def _inventory(path) -> str:
     import netCDF4
 
@@ -240,6 +229,7 @@ def finish(ds: xr.Dataset, *, product: str, path, grid_spacing_km: float, effect
            conversions: list[str], crs_proj4: str | None = None, **extra) -> xr.Dataset:
     """Set the common attributes of a reader's output."""
     ds.attrs = {
+        "Conventions": "CF-1.8",
         "product": product,
         "source_file": str(Path(path).resolve()),
         "grid_spacing_km": float(grid_spacing_km),
@@ -251,7 +241,19 @@ def finish(ds: xr.Dataset, *, product: str, path, grid_spacing_km: float, effect
     for name, units in STANDARD_VARIABLES.items():
         if name in ds:
             ds[name].attrs["units"] = units
+    if "time" in ds.coords:
+        ds["time"].attrs.pop("bounds", None)  # time_bnds is not carried (see time_coverage_* attrs)
+        ds["time"].encoding.pop("bounds", None)
+        ds["time"].attrs.update(standard_name="time", long_name="reference time of product")
     return ds
+
+
+def fresh(da: xr.DataArray, **attrs) -> xr.DataArray:
+    """``da`` as float32 with exactly ``attrs`` (no attributes inherited through arithmetic)."""
+    out = da.astype(np.float32)
+    out.attrs = dict(attrs)
+    out.encoding = {}
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

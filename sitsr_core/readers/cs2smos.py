@@ -37,6 +37,7 @@ from . import (
     concentration_to_fraction,
     coord_to_m,
     finish,
+    fresh,
     lonlat_from_xy,
     open_netcdf,
     require_variables,
@@ -111,22 +112,24 @@ def read_cs2smos(path: str | os.PathLike) -> xr.Dataset:
         + (f"; {n_lost} cells with thickness but no concentration set to NaN" if n_lost else "")
     )
     out = {
-        "sit": sit.astype(np.float32).assign_attrs(
-            standard_name="sea_ice_thickness",
+        "sit": fresh(
+            sit, units="m", standard_name="sea_ice_thickness",
             long_name="effective sea-ice thickness (ice volume per unit cell area)",
             cell_methods="area: mean", source_variable=f"{THICKNESS} * {CONCENTRATION}/100",
         ),
-        "sit_ice": sit_ice.astype(np.float32).assign_attrs(
-            standard_name="sea_ice_thickness", long_name="sea-ice thickness per ice-covered area",
+        "sit_ice": fresh(
+            sit_ice, standard_name="sea_ice_thickness", long_name="sea-ice thickness per ice-covered area",
             cell_methods="area: mean where sea_ice", source_variable=THICKNESS, units="m",
         ),
-        "sic": sic.astype(np.float32).assign_attrs(
-            standard_name="sea_ice_area_fraction", long_name="sea-ice concentration", source_variable=CONCENTRATION,
+        "sic": fresh(
+            sic, units="1", standard_name="sea_ice_area_fraction", long_name="sea-ice concentration",
+            source_variable=CONCENTRATION,
         ),
     }
     if THICKNESS_UNC in raw:
         unc = thickness_to_m(raw[THICKNESS_UNC].astype(np.float64), path, THICKNESS_UNC, conversions)
-        out["sit_uncertainty"] = (unc * sic).astype(np.float32).assign_attrs(
+        out["sit_uncertainty"] = fresh(
+            unc * sic, units="m",
             long_name="uncertainty of the effective sea-ice thickness (concentration uncertainty not propagated)",
             source_variable=f"{THICKNESS_UNC} * {CONCENTRATION}/100",
         )

@@ -32,6 +32,7 @@ from . import (
     concentration_to_fraction,
     coord_to_m,
     finish,
+    fresh,
     lonlat_from_xy,
     open_netcdf,
     require_variables,
@@ -62,7 +63,9 @@ def _projection(raw: xr.Dataset, path) -> str:
         names = [v for v in raw.variables if "grid_mapping_name" in raw[v].attrs]
         gm = raw[names[0]] if names else None
     if gm is None:
-        raise SitsrDataError(f"{path}: no grid-mapping variable ({GRID_MAPPING}); variables: {', '.join(map(str, raw.variables))}")
+        raise SitsrDataError(
+            f"{path}: no grid-mapping variable ({GRID_MAPPING}); variables: {', '.join(map(str, raw.variables))}"
+        )
     if "proj4_string" in gm.attrs:
         return str(gm.attrs["proj4_string"])
     import pyproj
@@ -132,13 +135,16 @@ def read_osisaf_conc(path: str | os.PathLike) -> xr.Dataset:
     proj4 = _projection(raw, path)
     coords, x, y, dx = _grid_coords(raw, path, proj4)
     data = {
-        "sic": sic.astype(np.float32).assign_attrs(
-            standard_name="sea_ice_area_fraction", long_name="sea-ice concentration", source_variable="ice_conc"),
+        "sic": fresh(
+            sic, units="1", standard_name="sea_ice_area_fraction", long_name="sea-ice concentration",
+            source_variable="ice_conc"),
     }
     if "total_uncertainty" in raw:
-        unc = concentration_to_fraction(raw["total_uncertainty"].astype(np.float64), path, "total_uncertainty", conversions)
-        data["sic_uncertainty"] = unc.where(np.isfinite(sic)).astype(np.float32).assign_attrs(
-            long_name="total uncertainty of sea-ice concentration", source_variable="total_uncertainty")
+        unc = concentration_to_fraction(
+            raw["total_uncertainty"].astype(np.float64), path, "total_uncertainty", conversions)
+        data["sic_uncertainty"] = fresh(
+            unc.where(np.isfinite(sic)), units="1", long_name="total uncertainty of sea-ice concentration",
+            source_variable="total_uncertainty")
     if "status_flag" in raw:
         data["status_flag"] = raw["status_flag"]
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c != "time"]) for k, v in data.items()}, coords=coords)
@@ -150,7 +156,8 @@ def read_osisaf_conc(path: str | os.PathLike) -> xr.Dataset:
     )
 
 
-def drift_deformation(u: np.ndarray, v: np.ndarray, x_km: np.ndarray, y_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def drift_deformation(u: np.ndarray, v: np.ndarray, x_km: np.ndarray,
+                      y_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Divergence and shear (1/day) from velocities ``u``, ``v`` (km/day, along grid x/y), shape (ny, nx).
 
     Centred differences over two cells (``numpy.gradient`` with the signed coordinates, so a
@@ -160,13 +167,15 @@ def drift_deformation(u: np.ndarray, v: np.ndarray, x_km: np.ndarray, y_km: np.n
     ``divergence = du/dx + dv/dy``; ``shear = sqrt((du/dx - dv/dy)**2 + (du/dy + dv/dx)**2)``.
     Distances are on the projection plane (map-scale distortion, a few % at 60-90 deg, is ignored).
     """
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
+    u = np.array(u, dtype=np.float64)
+    v = np.array(v, dtype=np.float64)
+    bad = ~(np.isfinite(u) & np.isfinite(v))
+    u[bad] = np.nan
+    v[bad] = np.nan
     dudy, dudx = np.gradient(u, np.asarray(y_km, float), np.asarray(x_km, float))
     dvdy, dvdx = np.gradient(v, np.asarray(y_km, float), np.asarray(x_km, float))
     div = dudx + dvdy
     shear = np.sqrt((dudx - dvdy) ** 2 + (dudy + dvdx) ** 2)
-    bad = ~(np.isfinite(u) & np.isfinite(v))
     div[bad] = np.nan
     shear[bad] = np.nan
     return div, shear
@@ -237,9 +246,12 @@ def read_osisaf_drift(path: str | os.PathLike, min_status_flag: int = NOMINAL_FL
     data = {
         "dX": (("y", "x"), dX.isel(sel).values.astype(np.float32), {**raw["dX"].attrs, "units": "km"}),
         "dY": (("y", "x"), dY.isel(sel).values.astype(np.float32), {**raw["dY"].attrs, "units": "km"}),
-        "status_flag": (("y", "x"), flag.isel(sel).values, {k: v for k, v in flag.attrs.items() if k != "grid_mapping"}),
-        "u": (("y", "x"), squeeze(u).astype(np.float32), {"long_name": "ice velocity along grid x", "units": "km day-1"}),
-        "v": (("y", "x"), squeeze(v).astype(np.float32), {"long_name": "ice velocity along grid y", "units": "km day-1"}),
+        "status_flag": (("y", "x"), flag.isel(sel).values,
+                        {k: v for k, v in flag.attrs.items() if k not in ("grid_mapping", "standard_name")}),
+        "u": (("y", "x"), squeeze(u).astype(np.float32),
+              {"long_name": "ice velocity along grid x", "units": "km day-1"}),
+        "v": (("y", "x"), squeeze(v).astype(np.float32),
+              {"long_name": "ice velocity along grid y", "units": "km day-1"}),
         "divergence": (("y", "x"), div.astype(np.float32), {
             "standard_name": "divergence_of_sea_ice_velocity", "long_name": "sea-ice divergence"}),
         "shear": (("y", "x"), shear.astype(np.float32), {"long_name": "sea-ice maximum shear rate"}),
@@ -253,7 +265,8 @@ def read_osisaf_drift(path: str | os.PathLike, min_status_flag: int = NOMINAL_FL
     n_valid = int(np.isfinite(dX.values).sum())
     n_keep = int(keep.values.sum())
     if n_keep == 0:
-        raise SitsrDataError(f"{path}: no drift vector with status_flag >= {min_status_flag} ({n_valid} valid vectors)")
+        raise SitsrDataError(
+            f"{path}: no drift vector with status_flag >= {min_status_flag} ({n_valid} valid vectors)")
     return finish(
         ds, product=DRIFT_PRODUCT, path=path, grid_spacing_km=dx, effective_resolution_km=DEFORMATION_EFFECTIVE_KM,
         conversions=conversions, crs_proj4=proj4,

@@ -133,7 +133,8 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     conversions.append("hice is the grid-cell mean (effective) thickness: used as sit unchanged")
     sic = concentration_to_fraction(cice, path, "cice", conversions)
     if float(np.nanmax(sic.values)) > 1.0 + 1e-6 or float(np.nanmin(sic.values)) < -1e-6:
-        raise SitsrDataError(f"{path}: cice outside 0-1 (min {np.nanmin(sic.values):.3g}, max {np.nanmax(sic.values):.3g})")
+        raise SitsrDataError(
+            f"{path}: cice outside 0-1 (min {np.nanmin(sic.values):.3g}, max {np.nanmax(sic.values):.3g})")
 
     lat = raw["latitude"].values.astype(np.float32)
     lon = raw["longitude"].values.astype(np.float32)
