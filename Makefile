@@ -83,7 +83,7 @@ book: $(patsubst notebooks/%,$(EXECUTED)/%,$(NOTEBOOKS))
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-clean:
-	rm -rf $(STAMP) $(EXECUTED) book/_build book/notebooks build
+clean: book-clean
+	rm -rf $(STAMP) $(EXECUTED) build
 
 -include book/book.mk

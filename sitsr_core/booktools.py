@@ -31,11 +31,17 @@ from pathlib import Path
 from .errors import SitsrInputError
 
 #: Attributes that load or link a non-relative URL: http(s), protocol-relative, root-absolute or file.
-_NON_RELATIVE = re.compile(r"""(?:\b(?:src|href|srcset|poster|data)\s*=\s*["']?|url\(\s*["']?)((?:https?:|file:|/)[^"')\s>]*)""",
-                           re.IGNORECASE)
+_NON_RELATIVE = re.compile(
+    r"""(?:\b(?:src|href|srcset|poster|data)\s*=\s*["']?|url\(\s*["']?)((?:https?:|file:|/)[^"')\s>]*)""", re.IGNORECASE
+)
+#: A Markdown link to a local notebook: [text](target.ipynb#anchor).
+_NOTEBOOK_LINK = re.compile(r"\[([^\]]*)\]\(((?![a-z]+://)[^()\s#]+\.ipynb)(#[^()\s]*)?\)")
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file + rename), leaving an identical file untouched."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return  # keep the mtime: Sphinx then skips rereading the page
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -43,6 +49,11 @@ def _write_text(path: Path, text: str) -> None:
 
 def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike) -> list[Path]:
     """Copy the executed notebooks into ``book_dir/notebooks/``, replacing earlier copies.
+
+    Markdown links to notebooks that are not (yet) executed, such as ``[02](02_training.ipynb)`` while
+    only notebook 01 exists, are replaced by their text in the copies: the book has no broken link, and
+    the build keeps treating other broken references as errors. Unchanged copies keep their mtime, so
+    Sphinx does not reread them.
 
     Parameters
     ----------
@@ -59,17 +70,33 @@ def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike)
     Raises
     ------
     SitsrInputError
-        If ``executed_dir`` is not a folder.
+        If ``executed_dir`` is not a folder or holds a file that is not a JSON notebook.
     """
     src = Path(executed_dir)
     if not src.is_dir():
         raise SitsrInputError(f"{src}: no such folder of executed notebooks (execute the notebooks first)")
+    sources = sorted(src.glob("*.ipynb"))
+    present = {nb.name for nb in sources}
     dest = Path(book_dir) / "notebooks"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("*.ipynb"):
+        if old.name not in present:
+            old.unlink()
+
+    def unlink_absent(match: re.Match) -> str:
+        return match.group(0) if Path(match.group(2)).name in present else match.group(1)
+
     copied = []
-    for nb in sorted(src.glob("*.ipynb")):
-        shutil.copy2(nb, dest / nb.name)
+    for nb in sources:
+        try:
+            data = json.loads(nb.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise SitsrInputError(f"{nb}: not a notebook ({err})") from err
+        for cell in data.get("cells", []):
+            if cell.get("cell_type") == "markdown":
+                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                cell["source"] = _NOTEBOOK_LINK.sub(unlink_absent, source)
+        _write_text(dest / nb.name, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
         copied.append(dest / nb.name)
     return copied
 
@@ -144,6 +171,7 @@ def write_api_page(book_dir: str | os.PathLike, package: str = "sitsr_core") -> 
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:
+    """Scalar items of a nested record, with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     flat = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
@@ -188,24 +216,24 @@ def read_benchmarks(results_dir: str | os.PathLike) -> list[dict]:
 
 
 def _cell(value) -> str:
+    """A value as the text of a Markdown table cell."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "" if value is None else str(value).replace("|", "\\|")
+    return "" if value is None else " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _is_number(value) -> bool:
+    """True for a finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plot_benchmarks(records: list[dict], columns: list[str], path: Path) -> None:
-    import matplotlib
+    """Save horizontal bar charts of ``columns`` (one panel each, one bar per record) to ``path``."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [str(r["name"]) for r in records]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns) + 1.5, 0.35 * len(records) + 1.4),
-                             sharey=True, squeeze=False)
+    labels = [" · ".join(v for v in r.values() if isinstance(v, str)) or str(r["name"]) for r in records]
+    fig = Figure(figsize=(3.6 * len(columns) + 1.5, 0.35 * len(records) + 1.4))
+    axes = fig.subplots(1, len(columns), sharey=True, squeeze=False)
     for ax, col in zip(axes[0], columns):
         ax.barh(range(len(records)), [r[col] if _is_number(r.get(col)) else 0.0 for r in records], color="#2b6ca3")
         ax.set_title(col, fontsize=10)
@@ -214,11 +242,12 @@ def _plot_benchmarks(records: list[dict], columns: list[str], path: Path) -> Non
     axes[0][0].invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.PathLike, max_plots: int = 4) -> int:
     """Write ``performance.md``: a table of all benchmark records and a bar chart of their numbers.
+
+    The chart has one panel per numeric column, one bar per record, labelled by the record's text fields.
 
     Parameters
     ----------
@@ -236,14 +265,15 @@ def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.Pa
     """
     book = Path(book_dir)
     records = read_benchmarks(results_dir)
+    source = "/".join(Path(results_dir).resolve().parts[-2:]) + "/*.json"  # e.g. benchmarks/results/*.json
     lines = ["# Performance", ""]
     if not records:
-        lines.append(f"No benchmark results yet: the benchmarks write them to `{Path(results_dir).as_posix()}/*.json`.")
+        lines.append(f"No benchmark results yet: the benchmarks write them to `{source}`.")
         _write_text(book / "performance.md", "\n".join(lines) + "\n")
         return 0
     columns = list(dict.fromkeys(key for r in records for key in r))
     numeric = [c for c in columns if any(_is_number(r.get(c)) for r in records)]
-    lines += [f"{len(records)} benchmark records from `{Path(results_dir).as_posix()}/*.json`.", ""]
+    lines += [f"{len(records)} benchmark records from `{source}`.", ""]
     if numeric:
         (book / "_generated").mkdir(exist_ok=True)
         _plot_benchmarks(records, numeric[:max_plots], book / "_generated" / "performance.png")
