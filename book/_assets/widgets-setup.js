@@ -4,7 +4,10 @@
 //    object defined before require.js loads is its configuration: map the module's folder onto _static/widgets/,
 //    where the vendored fonts are (else they resolve to notebooks/@jupyter-widgets/... and fail).
 window.require = {
-  paths: {"@jupyter-widgets/html-manager/dist": new URL("widgets", document.currentScript.src).href},
+  paths: {
+    "@jupyter-widgets/html-manager/dist": new URL("widgets", document.currentScript.src).href,
+    "@jupyter-widgets/html-manager": new URL("widgets/html-manager", document.currentScript.src).href,
+  },
 };
 // 2. html-manager typesets widget labels with the MathJax 2 API (MathJax.Hub.Queue); the book loads MathJax 3.
 //    Deferred MathJax has run by DOMContentLoaded, and widgets render after it: map the call onto MathJax 3.
