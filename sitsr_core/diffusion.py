@@ -60,7 +60,8 @@ def sample_t(n: int, generator: torch.Generator | None = None, device="cpu") -> 
     return torch.rand(n, generator=generator).to(device)
 
 
-def diffuse(y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, dcfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def diffuse(y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+            dcfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``z_t = r_s y + r_eps eps``; returns ``(z_t, r_s, r_eps)`` with rates shaped (B, 1, 1, 1)."""
     s, n = rates(_bcast(angles(t.float(), dcfg)))
     return s * y + n * noise, s, n
@@ -211,10 +212,11 @@ class Denoiser(nn.Module):
     def predict(self, z: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted noise and clean target at times ``t`` (B,) for states ``z`` (B, 1, H, W)."""
         if self.regression:
-            y0 = self._net(torch.zeros_like(z), torch.full((z.shape[0],), REGRESSION_NOISE_VAR, device=z.device),
-                           context)
+            y0 = self._net(torch.zeros_like(z), torch.tensor(REGRESSION_NOISE_VAR, device=z.device), context)
             return torch.zeros_like(z), y0
-        t = torch.as_tensor(t, dtype=torch.float32, device=z.device).reshape(-1).expand(z.shape[0])
+        t = torch.as_tensor(t, dtype=torch.float32, device=z.device).reshape(-1)
+        if t.numel() > 1 and bool((t == t[0]).all()):
+            t = t[:1]  # one shared level: embedded once (batch-size invariant outputs)
         s, n = rates(_bcast(angles(t, self.cfg.diffusion)))
         out = self._net(z, (n * n).reshape(-1), context)
         if self.cfg.diffusion.prediction == "eps":

@@ -168,8 +168,10 @@ class UNet(nn.Module):
         ----------
         z : Tensor, shape (B, 1, H, W)
             Noisy target (normalised units).
-        noise_var : Tensor, shape (B,) or scalar
-            Noise variance ``sin(gamma)**2`` of each sample.
+        noise_var : Tensor, shape (B,), or a scalar shared by the batch
+            Noise variance ``sin(gamma)**2`` of each sample. A shared scalar is
+            embedded once, which makes each sample's output independent of the
+            batch size (used by the samplers).
         context : Tensor, shape (B, context_channels, H, W)
             Normalised conditioning channels (land cells 0).
 
@@ -178,7 +180,9 @@ class UNet(nn.Module):
         Tensor, shape (B, out_channels, H, W), same memory format as the input.
         """
         B, _, H, W = z.shape
-        noise_var = torch.as_tensor(noise_var, device=z.device, dtype=torch.float32).reshape(-1).expand(B)
+        noise_var = torch.as_tensor(noise_var, device=z.device, dtype=torch.float32).reshape(-1)
+        # one shared level (a scalar) is embedded once and broadcast: the result then does not depend
+        # on the batch size (matrix products are not batch-size invariant bit for bit)
         emb = self.emb_mlp(sinusoidal_embedding(noise_var, self.embedding_dim, self.embedding_max_frequency))
         x = torch.cat([z, context.to(z.dtype)], dim=1)
         ph, pw = (-H) % self.multiple, (-W) % self.multiple

@@ -1,0 +1,147 @@
+"""Run folders: atomic writes of checkpoints, JSON and CSV, and loading a trained model.
+
+A run folder holds ``checkpoint.pt`` (model, EMA, optimiser, step, RNG states),
+``config.json`` (:meth:`Config.to_json`), ``norm_stats.json`` and ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .errors import SitsrConfigError, SitsrInputError
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+NORM_STATS = "norm_stats.json"
+METRICS = "metrics.csv"
+METRIC_COLUMNS = ("step", "loss", "val_loss", "lr", "samples_per_s", "val_rmse", "val_rmse_interp")
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> None:
+    """Write text atomically (temporary sibling, fsync, rename)."""
+    _atomic_bytes(Path(path), text.encode())
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """``torch.save`` a state dict atomically."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _atomic_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise SitsrInputError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error
+        raise SitsrConfigError(f"{path}: cannot be read as a checkpoint ({exc.__class__.__name__}: {exc})") from None
+
+
+def write_metrics(path, rows: list[dict]) -> None:
+    """Write ``metrics.csv`` atomically (columns :data:`METRIC_COLUMNS`; missing values empty)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+    write_text(path, buf.getvalue())
+
+
+def read_metrics(path) -> list[dict]:
+    """Rows of ``metrics.csv`` as dicts of floats (None where empty); ``step`` as int."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row = {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+            row["step"] = int(row["step"])
+            rows.append(row)
+    return rows
+
+
+def read_config(run_dir) -> Config:
+    """The :class:`Config` saved in a run folder."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
+    return Config.from_dict(json.loads(path.read_text())).validate()
+
+
+def read_norm_stats(run_dir) -> dict:
+    """The normalisation statistics saved in a run folder."""
+    path = Path(run_dir) / NORM_STATS
+    if not path.exists():
+        raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
+    return json.loads(path.read_text())
+
+
+def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = None,
+             channels_last: bool | None = None):
+    """Rebuild the trained :class:`~sitsr_core.diffusion.Denoiser` of a run folder.
+
+    Parameters
+    ----------
+    run_dir : path
+    device : str or torch.device
+    weights : {"ema", "model"}
+        Which weights to load (EMA for sampling).
+    bf16, channels_last : bool, optional
+        Inference options (default: the run's ``train`` config; bf16 is turned
+        off on devices without bf16 support).
+
+    Returns
+    -------
+    (Denoiser in eval mode on ``device``, Config)
+    """
+    from .diffusion import Denoiser
+    from .networks import build_network
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SitsrInputError(f"{run_dir}: run folder not found")
+    cfg = read_config(run_dir)
+    stats = read_norm_stats(run_dir)
+    ckpt = load_checkpoint(run_dir / CHECKPOINT)
+    if weights not in ("ema", "model"):
+        raise SitsrInputError(f"weights must be 'ema' or 'model', got {weights!r}")
+    net = build_network(cfg)
+    try:
+        net.load_state_dict(ckpt[weights])
+    except (KeyError, RuntimeError) as exc:
+        raise SitsrConfigError(f"{run_dir / CHECKPOINT}: weights do not match config.json ({exc})") from None
+    net = net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    model = Denoiser(net, cfg, stats, bf16=bf16, channels_last=channels_last)
+    dev = torch.device(device)
+    if model.bf16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        model.bf16 = False
+    if model.channels_last:
+        net.to(memory_format=torch.channels_last)
+    return model, cfg

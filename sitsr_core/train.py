@@ -1,0 +1,463 @@
+"""Training loop: random patches, AdamW, EMA, validation, checkpoints, resume and DDP.
+
+``train(cfg, data_path, run_dir)`` trains the UNet of :mod:`sitsr_core.networks`
+with the objective of :mod:`sitsr_core.diffusion` on random ``data.patch`` x
+``data.patch`` patches of the dataset store's ``train`` days (held in memory as
+normalised float32 numpy arrays, land = 0). Patches with more land than
+``data.max_land_fraction`` are never drawn (uniform over the admissible patch
+positions, i.e. rejection sampling), and each patch gets one of the 8 flips /
+transposes.
+
+Reproducibility: the weights are initialised from ``torch.manual_seed(train.seed)``;
+patches come from ``numpy.random.default_rng(train.seed)`` and diffusion times
+and noise from ``torch.Generator().manual_seed(train.seed)`` (CPU, then moved to
+the device). Their states are saved in ``checkpoint.pt`` so that ``resume=True``
+continues an interrupted run exactly (bit-identical on CPU with bf16 off).
+Validation uses its own generators and never disturbs the training streams.
+
+Distributed (``torchrun --nproc_per_node N -m sitsr_core.train --data D --run-dir R``): every
+rank draws the same global batch (indices, times, noise) and keeps its slice of
+``train.batch / N`` patches; the loss is normalised by the ocean-cell count of
+the *global* batch so that DDP's gradient average equals the single-process
+gradient. Rank 0 validates and writes the run folder.
+
+The EMA of the weights uses the decay ``min(train.ema, (1 + step) / (10 + step))``
+(a warm-up, so that short runs are not dominated by the initial weights); the
+learning rate is constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ck
+from . import diffusion
+from .config import Config, apply_overrides, profile
+from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
+from .networks import build_network
+
+#: Diffusion times of the validation loss.
+VAL_T = (np.arange(8) + 0.5) / 8
+#: Fixed patches scored by the validation loss.
+VAL_PATCHES = 16
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def load_days(ds, split: str, cfg: Config, stats: dict, days: list[int] | None = None, physical: bool = False) -> dict:
+    """Load one split's days into memory as normalised float32 arrays.
+
+    Returns
+    -------
+    dict with ``ctx`` (T, C + 1, H, W) (features + mask), ``y`` (T, H, W), ``mask`` (H, W) bool,
+    ``dates``; with ``physical=True`` also ``sit``, ``sit_lr``, ``sic_lr``, ``sit_interp`` (T, H, W) in metres.
+    """
+    labels = np.asarray(ds["split"].values).astype(str)
+    idx = np.flatnonzero(labels == split)
+    if days is not None:
+        idx = idx[days]
+    if idx.size == 0:
+        raise SitsrDataError(f"the dataset has no {split!r} day")
+    mask = np.asarray(ds["mask"].values).astype(bool)
+    names = set(cfg.data.features) | {"sit", "sit_lr", "sic_lr"} | ({"sit_interp"} if physical else set())
+    sub = ds[sorted(names)].isel(time=idx)
+    fields = {k: np.asarray(sub[k].values, dtype=np.float32) for k in sorted(names)}
+    out = {
+        "ctx": diffusion.normalise_context(fields, mask, cfg, stats).astype(np.float32),
+        "y": diffusion.normalise_target(fields["sit"], fields["sit_lr"], mask, cfg, stats).astype(np.float32),
+        "mask": mask,
+        "dates": np.asarray(ds["time"].values)[idx],
+    }
+    if physical:
+        out.update({k: fields[k] for k in ("sit", "sit_lr", "sic_lr", "sit_interp")})
+    return out
+
+
+class PatchSampler:
+    """Uniform random patches whose land fraction is at most ``max_land``, with dihedral augmentation.
+
+    Parameters
+    ----------
+    n_days : int
+    mask : ndarray bool (H, W)
+        True on ocean.
+    patch : int
+    max_land : float
+    """
+
+    def __init__(self, n_days: int, mask: np.ndarray, patch: int, max_land: float):
+        H, W = mask.shape
+        if patch > H or patch > W:
+            raise SitsrConfigError(f"data.patch={patch} is larger than the {H}x{W} domain")
+        sat = np.pad(np.cumsum(np.cumsum((~mask).astype(np.int64), 0), 1), ((1, 0), (1, 0)))
+        land = (sat[patch:, patch:] - sat[:-patch, patch:] - sat[patch:, :-patch] + sat[:-patch, :-patch])
+        self.land_fraction = land / patch ** 2
+        self.rows, self.cols = np.nonzero(self.land_fraction <= max_land)
+        if self.rows.size == 0:
+            raise SitsrDataError(f"no {patch}x{patch} patch has at most {max_land:.0%} land; "
+                                 "lower data.patch or raise data.max_land_fraction")
+        self.n_days = n_days
+        self.patch = patch
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``(n, 4)`` int array of (day, row, col, dihedral code 0-7)."""
+        day = rng.integers(0, self.n_days, n)
+        pos = rng.integers(0, self.rows.size, n)
+        code = rng.integers(0, 8, n)
+        return np.stack([day, self.rows[pos], self.cols[pos], code], axis=1)
+
+    def ocean_cells(self, draws: np.ndarray) -> float:
+        """Total ocean cells of the drawn patches."""
+        return float(((1.0 - self.land_fraction[draws[:, 1], draws[:, 2]]) * self.patch ** 2).sum())
+
+
+def dihedral(a: np.ndarray, code: int) -> np.ndarray:
+    """Apply flip-x (bit 0), flip-y (bit 1) and transpose (bit 2) to the last two axes."""
+    if code & 1:
+        a = a[..., :, ::-1]
+    if code & 2:
+        a = a[..., ::-1, :]
+    if code & 4:
+        a = np.swapaxes(a, -1, -2)
+    return a
+
+
+def make_batch(data: dict, draws: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ctx (n, C + 1, P, P), y (n, 1, P, P))`` float32 for the given draws."""
+    ctx, y = [], []
+    for d, r, c, k in draws:
+        ctx.append(dihedral(data["ctx"][d, :, r:r + patch, c:c + patch], k))
+        y.append(dihedral(data["y"][d, None, r:r + patch, c:c + patch], k))
+    return np.ascontiguousarray(np.stack(ctx)), np.ascontiguousarray(np.stack(y))
+
+
+# ----------------------------------------------------------------------------------- distributed
+
+def _dist():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------ validation
+
+class Validator:
+    """Fixed validation: a loss on fixed patches and times, and a small DDIM ensemble's RMSE."""
+
+    def __init__(self, ds, cfg: Config, stats: dict, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        labels = np.asarray(ds["split"].values).astype(str)
+        n_val = int((labels == "val").sum())
+        self.enabled = n_val > 0
+        if not self.enabled:
+            return
+        self.data = load_days(ds, "val", cfg, stats)
+        P = cfg.data.patch
+        H, W = self.data["mask"].shape
+        rng = np.random.default_rng(cfg.train.seed + 1)
+        self.batches = []
+        if P <= H and P <= W:
+            sampler = PatchSampler(n_val, self.data["mask"], P, cfg.data.max_land_fraction)
+            draws = sampler.draw(rng, VAL_PATCHES)
+            draws[:, 3] = 0
+            ctx, y = make_batch(self.data, draws, P)
+            g = torch.Generator().manual_seed(cfg.train.seed + 2)
+            noise = torch.randn((len(VAL_T),) + y.shape, generator=g)
+            self.batches = (torch.from_numpy(ctx), torch.from_numpy(y), noise)
+        k = max(1, min(cfg.train.val_days, n_val))
+        days = sorted({int(i) for i in np.linspace(0, n_val - 1, k).round()})
+        self.phys = load_days(ds, "val", cfg, stats, days=days, physical=True)
+
+    @torch.no_grad()
+    def loss(self, net) -> float | None:
+        if not self.enabled or not self.batches:
+            return None
+        ctx, y, noise = self.batches
+        ctx, y = ctx.to(self.device), y.to(self.device)
+        mask = ctx[:, -1:]
+        model = diffusion.Denoiser(net, self.cfg, {}, bf16=self.cfg.train.bf16,
+                                   channels_last=self.cfg.train.channels_last)
+        sums = counts = 0.0
+        ts = VAL_T[:1] if self.cfg.train.objective == "regression" else VAL_T
+        for i, t in enumerate(ts):
+            tt = torch.full((y.shape[0],), float(t), device=self.device)
+            s, c = diffusion.loss_terms(model._net, y, ctx, mask, self.cfg, t=tt, noise=noise[i].to(self.device))
+            sums, counts = sums + float(s.sum()), counts + float(c.sum())
+        return sums / max(counts, 1.0)
+
+    @torch.no_grad()
+    def ensemble_rmse(self, net, stats: dict) -> tuple[float | None, float | None]:
+        """RMSE (m, ocean cells) of the EMA ensemble mean and of ``sit_interp`` against ``sit``."""
+        from . import sampling
+
+        if not self.enabled:
+            return None, None
+        cfg = self.cfg
+        model = diffusion.Denoiser(net, cfg, stats)
+        p = self.phys
+        mask = p["mask"]
+        err = err_i = n = 0.0
+        for d in range(p["ctx"].shape[0]):
+            ctx = torch.from_numpy(p["ctx"][d])
+            y = sampling.generate(model, ctx, torch.from_numpy(mask.astype(np.float32)),
+                                  members=cfg.train.val_members, steps=cfg.train.val_steps, eta=0.0,
+                                  seed=cfg.sample.seed, chunk=cfg.train.val_members, tile=cfg.sample.tile,
+                                  overlap=cfg.sample.overlap, tile_batch=cfg.sample.tile_batch)
+            sit = sampling.postprocess(model.to_metres(y.numpy(), p["sit_lr"][d][None]), mask, p["sic_lr"][d])
+            truth = np.nan_to_num(p["sit"][d])
+            err += float((((sit.mean(0) - truth) ** 2)[mask]).sum())
+            err_i += float((((np.nan_to_num(p["sit_interp"][d]) - truth) ** 2)[mask]).sum())
+            n += float(mask.sum())
+        return math.sqrt(err / max(n, 1)), math.sqrt(err_i / max(n, 1))
+
+
+# -------------------------------------------------------------------------------------- training
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _config_diff(a: Config, b: Config) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{g}.{k}: {da[g][k]!r} -> {db[g][k]!r}" for g in da for k in da[g] if da[g][k] != db[g][k]]
+
+
+def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": gen.get_state(), "torch_global": torch.get_rng_state()}
+
+
+@torch.no_grad()
+def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool = True,
+          device: str | None = None) -> Path:
+    """Train a model and write its run folder.
+
+    Parameters
+    ----------
+    cfg : Config
+    data_path : path
+        Dataset store (``sitsr dataset`` output).
+    run_dir : path
+        Run folder (created; must not hold a checkpoint unless ``resume``).
+    resume : bool
+        Continue from ``run_dir/checkpoint.pt``. ``cfg`` must equal the saved config
+        except for ``train.steps`` (which may be raised to extend a run).
+    progress : bool
+        tqdm progress bar (rank 0).
+    device : str, optional
+        Default: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
+
+    Returns
+    -------
+    Path of the run folder.
+
+    Raises
+    ------
+    SitsrInputError
+        Missing dataset, an existing run without ``resume``, or an incompatible resume.
+    """
+    from tqdm.auto import tqdm
+
+    from . import dataset as dsmod
+
+    cfg = cfg.validate()
+    tc = cfg.train
+    dist, rank, world = _dist()
+    if tc.batch % world:
+        raise SitsrConfigError(f"train.batch={tc.batch} must be a multiple of the {world} processes")
+    dev = _device(device)
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / ck.CHECKPOINT
+
+    ds = dsmod.open_dataset(data_path)
+    stats = dsmod.norm_stats(ds)
+    start = 0
+    state = None
+    if resume:
+        if not ckpt_path.exists():
+            raise SitsrInputError(f"{ckpt_path}: nothing to resume")
+        saved = ck.read_config(run_dir)
+        diff = [d for d in _config_diff(saved, cfg) if not d.startswith("train.steps:")]
+        if diff:
+            raise SitsrConfigError(f"{run_dir}: cannot resume with a different configuration ({'; '.join(diff)})")
+        state = ck.load_checkpoint(ckpt_path)
+        stats = ck.read_norm_stats(run_dir)
+        start = int(state["step"])
+    elif ckpt_path.exists():
+        raise SitsrInputError(f"{run_dir}: already holds a run; pass resume=True (--resume) or choose another folder")
+
+    data = load_days(ds, "train", cfg, stats)
+    sampler = PatchSampler(data["ctx"].shape[0], data["mask"], cfg.data.patch, cfg.data.max_land_fraction)
+    validator = Validator(ds, cfg, stats, dev) if rank == 0 else None
+
+    torch.manual_seed(tc.seed)
+    net = build_network(cfg).to(dev)
+    rng = np.random.default_rng(tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed)
+    if tc.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ema_net = copy.deepcopy(net).eval()
+    for p in ema_net.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    rows: list[dict] = []
+    if state is not None:
+        net.load_state_dict(state["model"])
+        ema_net.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]["numpy"]
+        gen.set_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch_global"])
+        rows = [r for r in ck.read_metrics(run_dir / ck.METRICS) if r["step"] <= start]
+        acc0 = state.get("log_accumulator", (0.0, 0))
+
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ck.write_text(run_dir / ck.CONFIG, cfg.to_json() + "\n")
+        ck.write_text(run_dir / ck.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+
+    model = net
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if tc.compile:
+        model = torch.compile(model)
+    params = [p for p in net.parameters()]
+    ema_params = [p for p in ema_net.parameters()]
+
+    local = tc.batch // world
+    sl = slice(rank * local, (rank + 1) * local)
+    mf = torch.channels_last if tc.channels_last else torch.contiguous_format
+    bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not (progress and rank == 0))
+    acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
+    if state is not None:
+        acc_loss, acc_n = float(acc0[0]), int(acc0[1])
+
+    def checkpoint(step):
+        if rank == 0:
+            ck.save_checkpoint(ckpt_path, {
+                "step": step, "model": net.state_dict(), "ema": ema_net.state_dict(),
+                "optimizer": opt.state_dict(), "rng": _rng_state(rng, gen), "config": cfg.to_dict(),
+                "log_accumulator": (acc_loss, acc_n),
+            })
+            ck.write_metrics(run_dir / ck.METRICS, rows)
+
+    for step in range(start + 1, tc.steps + 1):
+        t0 = time.perf_counter()
+        net.train()
+        draws = sampler.draw(rng, tc.batch)
+        t = diffusion.sample_t(tc.batch, gen)
+        noise = torch.randn((tc.batch, 1, cfg.data.patch, cfg.data.patch), generator=gen)
+        ocean = sampler.ocean_cells(draws)
+        ctx, y = make_batch(data, draws[sl], cfg.data.patch)
+        ctx = torch.from_numpy(ctx).to(dev).contiguous(memory_format=mf)
+        y = torch.from_numpy(y).to(dev).contiguous(memory_format=mf)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
+            sums, _ = diffusion.loss_terms(model, y, ctx, ctx[:, -1:], cfg, t=t[sl].to(dev),
+                                           noise=noise[sl].to(dev).contiguous(memory_format=mf))
+        loss = sums.sum() / max(ocean, 1.0)
+        opt.zero_grad(set_to_none=True)
+        (loss * world).backward()
+        opt.step()
+        _ema_update(ema_params, params, min(tc.ema, (1 + step) / (10 + step)))
+        value = loss.detach()
+        if dist is not None:
+            dist.all_reduce(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss is {value} at step {step}")
+        acc_loss, acc_n = acc_loss + value, acc_n + 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t_log, n_log = t_log + time.perf_counter() - t0, n_log + tc.batch
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+
+        last = step == tc.steps
+        row = None
+        if step % tc.log_every == 0 or last:
+            row = {"step": step, "loss": acc_loss / acc_n, "lr": opt.param_groups[0]["lr"],
+                   "samples_per_s": n_log / max(t_log, 1e-9)}
+            acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
+        if (step % tc.val_every == 0 or last) and rank == 0 and validator is not None and validator.enabled:
+            row = row or {"step": step}
+            row["val_loss"] = validator.loss(ema_net)
+            row["val_rmse"], row["val_rmse_interp"] = validator.ensemble_rmse(ema_net, stats)
+        if row is not None and rank == 0:
+            rows.append(row)
+            if "val_loss" in row:
+                bar.write(f"step {step}: val_loss {_fmt(row['val_loss'])} val_rmse {_fmt(row['val_rmse'])} m "
+                          f"(interp {_fmt(row['val_rmse_interp'])} m)")
+            ck.write_metrics(run_dir / ck.METRICS, rows)
+        if step % tc.ckpt_every == 0 or last:
+            checkpoint(step)
+        if dist is not None and (last or step % tc.ckpt_every == 0 or step % tc.val_every == 0):
+            dist.barrier()
+    bar.close()
+    if start >= tc.steps and rank == 0:
+        checkpoint(start)
+    return run_dir
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sitsr_core.train`` / ``torchrun ... -m sitsr_core.train``."""
+    ap = argparse.ArgumentParser(prog="sitsr_core.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="dataset store (data/NAME.zarr)")
+    ap.add_argument("--run-dir", "--run", dest="run", required=True,
+                    help="run folder (spell it --run-dir under torchrun, whose own --run-path makes --run ambiguous)")
+    ap.add_argument("--profile", default="quick", help="smoke, quick or full (default quick)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="GROUP.KEY=VALUE",
+                    help="config override, repeatable (e.g. --set train.steps=100)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    dist = None
+    try:
+        cfg = apply_overrides(profile(args.profile), args.overrides)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch.distributed as dist
+
+            use_cuda = torch.cuda.is_available() and args.device != "cpu"
+            if use_cuda:
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        train(cfg, args.data, args.run, resume=args.resume, progress=not args.no_progress, device=args.device)
+    except SitsrInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if dist is not None and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
