@@ -35,6 +35,31 @@ def _dataset(a):
     print(f"wrote {out}")
 
 
+def _train(a):
+    from .config import apply_overrides, profile
+    from .train import train
+
+    cfg = apply_overrides(profile(a.profile), a.overrides)
+    print(f"run folder {train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device)}")
+
+
+def _downscale(a):
+    from .sampling import run_downscale
+
+    for path in run_downscale(a):
+        print(f"wrote {path}")
+
+
+def _evaluate(a):
+    from .evaluate import evaluate
+
+    r = evaluate(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
+                 overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, device=a.device)
+    s = r["skill"]["scores"]
+    print(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, interpolation {s['interp']['rmse']:.3f} m, "
+          f"CRPS {s['ensemble']['crps']:.3f} m over {len(r['days'])} days")
+
+
 def _notebooks(a):
     from .runbook import execute
 
@@ -70,6 +95,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-gaps", action="store_true", help="accept missing days")
     d.add_argument("--overwrite", action="store_true", help="replace an existing store")
     d.set_defaults(func=_dataset)
+
+    from . import sampling, train
+
+    t = sub.add_parser("train", help="train a model (diffusion or regression baseline) into a run folder")
+    train.add_arguments(t)
+    t.set_defaults(func=_train)
+
+    g = sub.add_parser("downscale", help="generate SR ensembles (sit_hrai_YYYYMMDD.nc) for dates or an LR file")
+    sampling.add_arguments(g)
+    g.set_defaults(func=_downscale)
+
+    e = sub.add_parser("evaluate", help="generate (if needed) and score the ensembles of a split; JSON in metres")
+    e.add_argument("--run", required=True, help="diffusion run folder")
+    e.add_argument("--data", required=True, help="dataset store")
+    e.add_argument("--split", default="test", help="val or test (default test)")
+    e.add_argument("--members", type=int, default=30)
+    e.add_argument("--steps", type=int, help="DDIM steps (default: the run's sample.steps)")
+    e.add_argument("--eta", type=float, help="sampling stochasticity (default: the run's sample.eta)")
+    e.add_argument("--max-days", type=int, help="evaluate at most this many days of the split")
+    e.add_argument("--outputs", help="folder of the ensemble files (default RUN/outputs_SPLIT)")
+    e.add_argument("--regression-run", help="run folder of the deterministic baseline")
+    e.add_argument("--out", required=True, help="metrics JSON")
+    e.add_argument("--device", help="cpu or cuda")
+    e.add_argument("--overwrite", action="store_true", help="regenerate existing ensemble files")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_evaluate)
 
     n = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     n.add_argument("--set", default="book", help="parameter set of notebooks/parameters.yml (book or smoke)")

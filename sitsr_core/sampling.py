@@ -479,6 +479,8 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     model, cfg = load_run(run_dir, device=device, bf16=bf16)
     sc = cfg.sample
     members = sc.members if members is None else int(members)
+    if model.regression:  # a deterministic baseline has one member whatever is asked
+        members = 1
     steps = sc.steps if steps is None else int(steps)
     eta = sc.eta if eta is None else float(eta)
     seed = sc.seed if seed is None else int(seed)
@@ -563,3 +565,114 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
         ds.to_netcdf(tmp, encoding=enc, format="NETCDF4")
     return out_path
 
+
+
+def output_name(date) -> str:
+    """File name of one date's ensemble: ``sit_hrai_YYYYMMDD.nc``."""
+    import pandas as pd
+
+    return f"sit_hrai_{pd.Timestamp(date):%Y%m%d}.nc"
+
+
+def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = False, rank: int | None = None,
+                    world_size: int | None = None, **kwargs) -> list[Path]:
+    """Downscale many dates into ``out_dir/sit_hrai_YYYYMMDD.nc``, skipping completed dates.
+
+    Dates are sharded over ranks (``RANK``/``WORLD_SIZE`` from torchrun by default):
+    rank ``r`` takes dates ``r, r + world_size, ...``; each file is written atomically,
+    so an interrupted run leaves completed dates and no partial file, and a rerun
+    does only what is missing.
+
+    Parameters
+    ----------
+    run_dir, data_path
+        As in :func:`downscale`.
+    dates : sequence of date-like
+    out_dir : path
+        Output folder (created if missing).
+    overwrite : bool
+        Regenerate dates whose file exists.
+    rank, world_size : int, optional
+        Shard of this process (default from the environment, else 0 of 1).
+    **kwargs
+        Passed to :func:`downscale` (members, steps, eta, seed, conserve, device, ...).
+
+    Returns
+    -------
+    list of Path, the files of this rank's dates (existing or new).
+    """
+    import os
+
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for date in list(dates)[rank::world_size]:
+        path = out_dir / output_name(date)
+        if overwrite or not path.exists():
+            downscale(run_dir, data_path, str(date)[:10], out_path=path, overwrite=overwrite, **kwargs)
+        done.append(path)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``torchrun --nproc_per_node N -m sitsr_core.sampling --run R --data D --dates ... --out-dir O``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="sitsr_core.sampling", description="downscale many dates, sharded over ranks")
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        run_downscale(args)
+    except SitsrInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_arguments(ap) -> None:
+    """Arguments of ``sitsr downscale`` and ``python -m sitsr_core.sampling``."""
+    ap.add_argument("--run", required=True, help="training run folder")
+    ap.add_argument("--data", help="dataset store (for dates inside the dataset)")
+    ap.add_argument("--date", dest="dates", nargs="+", default=[], help="date(s) YYYY-MM-DD")
+    ap.add_argument("--split", help="all dates of a dataset split (val or test) instead of --date")
+    ap.add_argument("--lr-file", help="LR features netCDF (sit_lr, sic_lr, divergence_lr, shear_lr, mask)")
+    ap.add_argument("--out", help="output file (one date) or folder (sit_hrai_YYYYMMDD.nc per date)")
+    ap.add_argument("--members", type=int, help="ensemble size (default: the run's sample.members)")
+    ap.add_argument("--steps", type=int, help="DDIM steps")
+    ap.add_argument("--eta", type=float, help="0: deterministic DDIM; > 0: stochastic")
+    ap.add_argument("--seed", type=int, help="base seed (member m uses seed + m)")
+    ap.add_argument("--tile", type=int, help="tile size in cells")
+    ap.add_argument("--conserve", action="store_true", help="make 120 km block means equal the LR product")
+    ap.add_argument("--device", help="cpu or cuda")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def run_downscale(args) -> list[Path]:
+    """Dispatch parsed ``add_arguments`` options to :func:`downscale` or :func:`downscale_dates`."""
+    kw = dict(members=args.members, steps=args.steps, eta=args.eta, seed=args.seed, tile=args.tile,
+              conserve=args.conserve, device=args.device, progress=not args.no_progress)
+    if args.out is None:
+        raise SitsrInputError("downscale: --out is required")
+    if args.lr_file:
+        return [downscale(args.run, None, args.dates[0] if args.dates else None, out_path=args.out,
+                          lr_file=args.lr_file, overwrite=args.overwrite, **kw)]
+    if args.data is None:
+        raise SitsrInputError("downscale: give --data (dataset store) or --lr-file")
+    dates = list(args.dates)
+    if args.split:
+        from .dataset import open_dataset, split_days
+
+        dates += [str(d.date()) for d in split_days(open_dataset(args.data), args.split)]
+    if not dates:
+        raise SitsrInputError("downscale: give --date or --split")
+    if len(dates) == 1 and str(args.out).endswith(".nc"):
+        return [downscale(args.run, args.data, dates[0], out_path=args.out, overwrite=args.overwrite, **kw)]
+    return downscale_dates(args.run, args.data, dates, args.out, overwrite=args.overwrite, **kw)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -426,9 +426,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
 
 # ------------------------------------------------------------------------------------------- CLI
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sitsr_core.train`` / ``torchrun ... -m sitsr_core.train``."""
-    ap = argparse.ArgumentParser(prog="sitsr_core.train", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments shared by ``sitsr train`` and ``python -m sitsr_core.train`` (torchrun)."""
     ap.add_argument("--data", required=True, help="dataset store (data/NAME.zarr)")
     ap.add_argument("--run-dir", "--run", dest="run", required=True,
                     help="run folder (spell it --run-dir under torchrun, whose own --run-path makes --run ambiguous)")
@@ -438,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue the run in --run")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sitsr_core.train`` / ``torchrun ... -m sitsr_core.train``."""
+    ap = add_arguments(argparse.ArgumentParser(prog="sitsr_core.train", description=__doc__.splitlines()[0]))
     args = ap.parse_args(argv)
     dist = None
     try:

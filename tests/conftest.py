@@ -81,3 +81,12 @@ def cfcheck(tmp_path_factory):
         return errors, warns, out
 
     return check
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A smoke-profile diffusion run trained on :func:`tiny_dataset` (seconds)."""
+    from sitsr_core.config import profile
+    from sitsr_core.train import train
+
+    return train(profile("smoke"), tiny_dataset, tmp_path_factory.mktemp("runs") / "smoke", progress=False)

@@ -1,0 +1,216 @@
+"""Evaluation of generated ensembles against the 4 km truth, in physical units (metres).
+
+One code path for notebooks and sweeps: :func:`evaluate` makes sure the ensemble
+files of a split exist (``sit_hrai_YYYYMMDD.nc``, generated with
+:func:`sitsr_core.sampling.downscale_dates` when missing), then scores them with
+:mod:`sitsr_core.metrics` and :mod:`sitsr_core.heatflux` and writes one JSON file.
+Scores pool all ocean cells of all evaluated days.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import heatflux, metrics, spectra
+from .checkpoint import read_config
+from .dataset import open_dataset, split_days
+from .errors import SitsrInputError
+from .io import atomic_output
+from .sampling import downscale_dates, output_name
+
+
+def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:
+    """At most ``max_days`` days spread evenly over ``days`` (all of them when None)."""
+    if not max_days or len(days) <= max_days:
+        return days
+    return days[np.unique(np.linspace(0, len(days) - 1, max_days).round().astype(int))]
+
+
+def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Stack ensemble files with the truth of the same days.
+
+    Parameters
+    ----------
+    files : list of Path, length D
+        ``sit_hrai_YYYYMMDD.nc`` files.
+    ds : xr.Dataset
+        The dataset store (truth ``sit``, ``sit_lr``, ``sit_interp``, ``sic_lr``, ``mask``).
+
+    Returns
+    -------
+    dict with ``members`` (M, D, ny, nx), ``truth``, ``lr``, ``interp``, ``sic`` (D, ny, nx),
+    ``mask`` (ny, nx) bool and ``dates`` (D,).
+
+    Raises
+    ------
+    SitsrInputError
+        If a file's grid differs from the dataset's or its date is not in the dataset.
+    """
+    members, dates = [], []
+    for f in files:
+        with xr.open_dataset(f) as out:
+            if out.sizes["y"] != ds.sizes["y"] or out.sizes["x"] != ds.sizes["x"] or (
+                    "x" in out and not np.allclose(out["x"].values, ds["x"].values)):
+                raise SitsrInputError(f"{f}: grid {dict(out.sizes)} differs from the dataset's")
+            members.append(out["sit_ai"].values.astype(np.float32))
+        dates.append(pd.Timestamp(f.stem.split("_")[-1]))
+    missing = [d for d in dates if d not in pd.DatetimeIndex(ds["time"].values)]
+    if missing:
+        raise SitsrInputError(f"dates {[str(d.date()) for d in missing]} of the outputs are not in the dataset")
+    sel = ds.sel(time=dates)
+    mask = ds["mask"].values.astype(bool)
+    return {"members": np.stack(members, axis=1), "truth": sel["sit"].values, "lr": sel["sit_lr"].values,
+            "interp": sel["sit_interp"].values, "sic": sel["sic_lr"].values, "mask": mask,
+            "dates": [str(d.date()) for d in dates]}
+
+
+def _mean_over_days(tables: list[dict]) -> dict:
+    """Average the numeric leaves of per-day band tables."""
+    out = {}
+    for band, row in tables[0].items():
+        out[band] = {}
+        for key, value in row.items():
+            vals = [t[band][key] for t in tables]
+            out[band][key] = value if isinstance(value, (list, tuple, str)) else float(np.nanmean(vals))
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
+    return x
+
+
+def score(data: dict[str, np.ndarray], regression: np.ndarray | None = None, kernel_km: float = 120.0,
+          t_surface: float = -25.0) -> dict:
+    """All evaluation metrics of stacked outputs (see :func:`load_outputs`).
+
+    Parameters
+    ----------
+    data : dict
+        From :func:`load_outputs`.
+    regression : ndarray, shape (D, ny, nx), optional
+        Deterministic-baseline prediction of the same days.
+    kernel_km : float
+        Filter kernel of the dataset (bands and large-scale bias).
+    t_surface : float
+        Ice surface temperature (deg C) of the heat-flux diagnostic.
+
+    Returns
+    -------
+    dict (JSON-ready, metres): ``skill``, ``spread_skill``, ``reliability``, ``rank_histogram``,
+    ``bands``, ``band_checks``, ``spectra``, ``large_scale_rmse``, ``heat_flux``.
+    """
+    ens, truth, mask = data["members"], data["truth"], data["mask"]
+    M = ens.shape[0]
+    mean = ens.mean(axis=0)
+    valid = np.broadcast_to(mask, truth.shape)
+    baselines = {"lr": data["lr"], "interp": data["interp"]}
+    if regression is not None:
+        baselines["regression"] = regression
+    result = {"members": M, "days": data["dates"]}
+    result["skill"] = metrics.skill_table(ens, truth, valid, baselines)
+    result["spread_skill"] = metrics.spread_skill_ratio(ens, truth, valid) if M > 1 else None
+    if M > 1:
+        result["reliability"] = metrics.spread_error_bins(ens, truth, valid)
+        counts = metrics.rank_histogram(ens, truth, valid)
+        result["rank_histogram"] = {"counts": counts, "flatness": metrics.rank_flatness(counts)}
+    tables, curves = [], {}
+    for d in range(truth.shape[0]):
+        tables.append(metrics.band_table(truth[d], data["lr"][d], mean[d], ens[:, d], mask, kernel_km=kernel_km))
+        fields = {"truth": truth[d], "lr": data["lr"][d], "interp": data["interp"][d], "mean": mean[d]}
+        if regression is not None:
+            fields["regression"] = regression[d]
+        for name, f in fields.items():
+            k, psd = spectra.isotropic_spectrum(f, mask)
+            curves.setdefault(name, []).append(psd)
+        k, psd = spectra.isotropic_spectrum(ens[:, d], mask)
+        curves.setdefault("members", []).append(psd.mean(axis=0))
+    result["bands"] = _mean_over_days(tables)
+    result["band_checks"] = metrics.band_checks(result["bands"])
+    result["spectra"] = {"k_per_km": k, **{n: np.mean(c, axis=0) for n, c in curves.items()}}
+    large = {"mean": metrics.large_scale_rmse(mean, data["lr"], mask, kernel_km=kernel_km),
+             "members": metrics.large_scale_rmse(ens, data["lr"][None], mask, kernel_km=kernel_km),
+             "interp": metrics.large_scale_rmse(data["interp"], data["lr"], mask, kernel_km=kernel_km)}
+    result["large_scale_rmse"] = {k: float(np.mean(v)) for k, v in large.items()}
+    result["heat_flux"] = heatflux.flux_comparison(truth, data["lr"], data["interp"], ens, data["sic"], valid,
+                                                   t_surface=t_surface)
+    return _jsonable(result)
+
+
+def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: int | None = None,
+             outputs=None, out=None, max_days: int | None = None, regression_run=None, overwrite: bool = False,
+             progress: bool = True, **downscale_kw) -> dict:
+    """Generate (if needed) and score the ensembles of a split.
+
+    Parameters
+    ----------
+    run_dir : path
+        Diffusion run folder.
+    data_path : path
+        Dataset store.
+    split : str
+        ``val`` or ``test``.
+    members, steps : int
+        Ensemble size and DDIM steps of the generated files.
+    outputs : path, optional
+        Folder of the ensemble files (default ``<run_dir>/outputs_<split>``); existing files are reused
+        only if they hold ``members`` members.
+    out : path, optional
+        JSON file to write (atomically).
+    max_days : int, optional
+        Evaluate at most this many days, spread over the split.
+    regression_run : path, optional
+        Run folder of the deterministic baseline (``train.objective = regression``).
+    overwrite : bool
+        Replace an existing JSON file and regenerate outputs.
+    **downscale_kw
+        Passed to :func:`sitsr_core.sampling.downscale` (eta, seed, tile, conserve, device...).
+
+    Returns
+    -------
+    dict of metrics (also written to ``out``), with provenance: run, config hash, dataset, dates.
+    """
+    ds = open_dataset(data_path)
+    days = pick_days(split_days(ds, split), max_days)
+    if len(days) == 0:
+        raise SitsrInputError(f"{data_path}: split {split!r} has no day")
+    cfg = read_config(run_dir)
+    outputs = Path(outputs) if outputs else Path(run_dir) / f"outputs_{split}"
+    files = downscale_dates(run_dir, data_path, [str(d.date()) for d in days], outputs, overwrite=overwrite,
+                            members=members, steps=steps, progress=progress, **downscale_kw)
+    for f in files:
+        with xr.open_dataset(f) as o:
+            if o.sizes["member"] != members or o.attrs.get("config_hash", cfg.hash()) != cfg.hash():
+                raise SitsrInputError(f"{f}: made with another run or ensemble size; use another --outputs "
+                                      "folder or --overwrite")
+    data = load_outputs(files, ds)
+    regression = None
+    if regression_run is not None:
+        reg_files = downscale_dates(regression_run, data_path, data["dates"], Path(regression_run) / f"outputs_{split}",
+                                    members=1, progress=progress, **{k: v for k, v in downscale_kw.items()
+                                                                      if k in ("device", "tile")})
+        regression = load_outputs(reg_files, ds)["members"][0]
+    result = score(data, regression, kernel_km=float(ds.attrs["kernel_km"]))
+    result["provenance"] = {"run": str(run_dir), "config_hash": cfg.hash(), "dataset": str(data_path),
+                            "dataset_source": ds.attrs.get("source"), "split": split, "steps": steps or cfg.sample.steps,
+                            "regression_run": str(regression_run) if regression_run else None}
+    if out is not None:
+        out = Path(out)
+        with atomic_output(out, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+    return result

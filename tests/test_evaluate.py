@@ -1,0 +1,72 @@
+"""`sitsr evaluate` and the CLI path train -> downscale -> evaluate on the smoke profile."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from sitsr_core import evaluate, metrics
+from sitsr_core.dataset import open_dataset
+from sitsr_core.errors import SitsrInputError
+
+
+def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, tmp_path):
+    out = tmp_path / "metrics.json"
+    r = evaluate.evaluate(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs",
+                          out=out, progress=False)
+    assert json.loads(out.read_text())["skill"] == r["skill"]
+    files = sorted((tmp_path / "outs").glob("sit_hrai_*.nc"))
+    assert [f.name for f in files] == ["sit_hrai_20201211.nc", "sit_hrai_20201212.nc", "sit_hrai_20201213.nc"]
+    # the ensemble-mean RMSE is recomputed independently from the files, in metres
+    ds = open_dataset(tiny_dataset)
+    mask = ds["mask"].values.astype(bool)
+    err = []
+    for f in files:
+        with xr.open_dataset(f) as o:
+            truth = ds["sit"].sel(time=f.stem[-8:]).values
+            err.append((o["sit_ai"].mean("member").values - truth)[mask])
+    assert r["skill"]["scores"]["ensemble"]["rmse"] == pytest.approx(float(np.sqrt(np.mean(np.concatenate(err) ** 2))), rel=1e-5)
+    interp = ds["sit_interp"].sel(time=["2020-12-11", "2020-12-12", "2020-12-13"]).values
+    truth = ds["sit"].sel(time=["2020-12-11", "2020-12-12", "2020-12-13"]).values
+    assert r["skill"]["scores"]["interp"]["rmse"] == pytest.approx(metrics.rmse(interp, truth, np.broadcast_to(mask, truth.shape)), rel=1e-6)
+    assert set(r["bands"]) == {"large", "medium", "fine", "finest"}
+    assert len(r["rank_histogram"]["counts"]) == 4
+    assert r["provenance"]["split"] == "test" and r["heat_flux"]["truth"]["flux"] > 0
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    evaluate.evaluate(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
+    assert mtimes == [f.stat().st_mtime_ns for f in files]  # completed dates are not regenerated
+    with pytest.raises(SitsrInputError, match="another run or ensemble size"):
+        evaluate.evaluate(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs", progress=False)
+
+
+def test_pick_days_spreads_evenly():
+    import pandas as pd
+
+    days = pd.date_range("2021-01-01", periods=20)
+    assert list(evaluate.pick_days(days, 3)) == [days[0], days[10], days[19]]
+    assert len(evaluate.pick_days(days, None)) == 20
+
+
+def test_cli_train_downscale_evaluate(tiny_dataset, tmp_path):
+    def sitsr(*args):
+        r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+
+    run = tmp_path / "reg"
+    sitsr("train", "--data", tiny_dataset, "--run", run, "--profile", "smoke", "--set", "train.objective=regression",
+          "--no-progress")
+    assert (run / "checkpoint.pt").exists() and (run / "config.json").exists()
+    sitsr("downscale", "--run", run, "--data", tiny_dataset, "--date", "2020-12-01", "--out", tmp_path / "one.nc",
+          "--no-progress")
+    with xr.open_dataset(tmp_path / "one.nc") as o:
+        assert o.sizes["member"] == 1 and float(o["sit_ai"].min()) >= 0
+    bad = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "downscale", "--run", str(run), "--data",
+                          str(tiny_dataset), "--date", "2020-12-01", "--out", str(tmp_path / "one.nc")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "exists" in bad.stderr
+    sitsr("downscale", "--run", run, "--data", tiny_dataset, "--split", "val", "--out", tmp_path / "val", "--no-progress")
+    assert len(list((tmp_path / "val").glob("sit_hrai_*.nc"))) == 2
