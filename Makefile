@@ -18,10 +18,18 @@ START ?= 2020-10-18
 END ?= 2021-04-15
 KERNEL_KM ?= 120
 SIC_KERNEL_KM ?= 24
+PROFILE ?= quick
+MEMBERS ?= 30
+EVAL_DAYS ?= 2
+RESUME ?=
 FORCE ?=
 
 MOORINGS := data/moorings/$(REGION)
 DATASET := data/$(REGION).zarr
+RUN := runs/$(PROFILE)-$(REGION)
+REGRESSION := runs/regression-$(PROFILE)-$(REGION)
+SITSIC := runs/sitsic-$(PROFILE)-$(REGION)
+OUTPUTS := outputs/$(REGION)
 EXECUTED := notebooks/executed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 LIB := $(wildcard sitsr_core/*.py)
@@ -30,6 +38,8 @@ LIB := $(wildcard sitsr_core/*.py)
 param = $(shell mkdir -p $(STAMP); f=$(STAMP)/$(1).params; echo '$(2)' | cmp -s - $$f || echo '$(2)' > $$f; echo $$f)
 SYNTH_P := $(call param,synth-$(REGION),$(SEED) $(START) $(END))
 DATASET_P := $(call param,dataset-$(REGION),$(KERNEL_KM) $(SIC_KERNEL_KM))
+EVAL_P := $(call param,evaluate-$(PROFILE)-$(REGION),$(MEMBERS) $(EVAL_DAYS))
+MODEL_LIB := $(addprefix sitsr_core/,config.py networks.py diffusion.py train.py checkpoint.py)
 ifneq ($(FORCE),)
 $(shell rm -rf $(STAMP)/*.done)
 endif
@@ -41,7 +51,8 @@ help:
 	@echo "make book   dataset -> training -> notebooks -> Jupyter Book HTML (book/_build/html/index.html)"
 	@echo "make test   the test suite (unit, notebooks with smoke parameters, book in headless chromium)"
 	@echo "make lab    JupyterLab with the project kernel"
-	@echo "Parameters: REGION=$(REGION) SEED=$(SEED) START=$(START) END=$(END) FORCE=1"
+	@echo "Parameters: REGION=$(REGION) PROFILE=$(PROFILE) SEED=$(SEED) START=$(START) END=$(END) MEMBERS=$(MEMBERS)"
+	@echo "            EVAL_DAYS=$(EVAL_DAYS) RESUME=1 (continue an interrupted training) FORCE=1 (rerun all)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,9 +84,38 @@ $(STAMP)/dataset-$(REGION).done: $(STAMP)/synth-$(REGION).done $(DATASET_P) sits
 	  --sic-kernel-km $(SIC_KERNEL_KM) --overwrite
 	@touch $@
 
-$(EXECUTED)/%.ipynb: notebooks/%.ipynb notebooks/parameters.yml $(LIB) $(STAMP)/dataset-$(REGION).done
+# Training starts afresh whenever its inputs changed; RESUME=1 continues an interrupted run instead.
+$(STAMP)/train-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(RUN))
+	$(SITSR) train --data $(DATASET) --run $(RUN) --profile $(PROFILE) $(if $(RESUME),--resume)
+	@touch $@
+
+# The deterministic baseline: the same network trained with MSE, at the same budget.
+$(STAMP)/regression-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(REGRESSION))
+	$(SITSR) train --data $(DATASET) --run $(REGRESSION) --profile $(PROFILE) --set train.objective=regression \
+	  $(if $(RESUME),--resume)
+	@touch $@
+
+# A model trained on sit and sic alone, for observation products without deformation (notebook 06).
+$(STAMP)/sitsic-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(SITSIC))
+	$(SITSR) train --data $(DATASET) --run $(SITSIC) --profile $(PROFILE) --set data.features=sit_lr,sic_lr \
+	  $(if $(RESUME),--resume)
+	@touch $@
+
+# Ensembles of the test days (outputs/REGION/sit_hrai_YYYYMMDD.nc) and their scores.
+$(STAMP)/evaluate-$(PROFILE)-$(REGION).done: $(STAMP)/train-$(PROFILE)-$(REGION).done \
+    $(STAMP)/regression-$(PROFILE)-$(REGION).done $(EVAL_P) sitsr_core/sampling.py sitsr_core/evaluate.py sitsr_core/metrics.py
+	rm -rf $(OUTPUTS) $(REGRESSION)/outputs_test
+	$(SITSR) evaluate --run $(RUN) --regression-run $(REGRESSION) --data $(DATASET) --split test \
+	  --members $(MEMBERS) --max-days $(EVAL_DAYS) --outputs $(OUTPUTS) --out $(OUTPUTS)/metrics_test.json
+	@touch $@
+
+$(EXECUTED)/%.ipynb: notebooks/%.ipynb notebooks/parameters.yml $(LIB) $(STAMP)/evaluate-$(PROFILE)-$(REGION).done \
+    $(STAMP)/sitsic-$(PROFILE)-$(REGION).done
 	@mkdir -p $(EXECUTED)
-	$(SITSR) notebooks --set book --region $(REGION) --only $* --out $(EXECUTED)
+	$(SITSR) notebooks --set book --region $(REGION) --profile $(PROFILE) --only $* --out $(EXECUTED)
 
 book: $(patsubst notebooks/%,$(EXECUTED)/%,$(NOTEBOOKS))
 	$(MAKE) --no-print-directory book-html
@@ -85,5 +125,6 @@ lab: venv
 
 clean: book-clean
 	rm -rf $(STAMP) $(EXECUTED) build
+	@echo "kept data/, runs/ and outputs/ (remove them by hand)"
 
 -include book/book.mk

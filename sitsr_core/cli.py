@@ -63,7 +63,7 @@ def _evaluate(a):
 def _notebooks(a):
     from .runbook import execute
 
-    for path in execute(a.only, a.out, a.set, a.region):
+    for path in execute(a.only, a.out, a.set, a.region, a.profile):
         print(f"executed {path}")
 
 
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     n.add_argument("--set", default="book", help="parameter set of notebooks/parameters.yml (book or smoke)")
     n.add_argument("--region", default="central", help="substituted into {region} in parameter values")
+    n.add_argument("--profile", default="quick", help="substituted into {profile} in parameter values")
     n.add_argument("--only", nargs="*", help="notebook stems to run (default: all, in order)")
     n.add_argument("--out", default="notebooks/executed", help="folder of the executed copies")
     n.set_defaults(func=_notebooks)

@@ -2,7 +2,7 @@
 
 Parameter sets live in ``notebooks/parameters.yml``: ``book`` (what ``make book``
 runs) and ``smoke`` (tiny inputs, used by ``make test``). Values may contain
-``{region}``, replaced by the region name. Notebooks run with ``notebooks/`` as
+``{region}`` and ``{profile}``, replaced by the region and training profile. Notebooks run with ``notebooks/`` as
 their working directory, as in JupyterLab, so paths are relative to it.
 """
 
@@ -18,18 +18,18 @@ from .errors import SitsrInputError
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def notebook_parameters(name: str, param_set: str, region: str = "central",
+def notebook_parameters(name: str, param_set: str, region: str = "central", profile: str = "quick",
                         path: Path = NOTEBOOK_DIR / "parameters.yml") -> dict:
     """Parameters of notebook ``name`` (stem, e.g. ``01_dataset_constitution``) in a set."""
     sets = yaml.safe_load(path.read_text())
     if param_set not in sets:
         raise SitsrInputError(f"{path}: no parameter set {param_set!r} (have {sorted(sets)})")
     params = dict((sets[param_set] or {}).get(name) or {})
-    return {k: v.format(region=region) if isinstance(v, str) else v for k, v in params.items()}
+    return {k: v.format(region=region, profile=profile) if isinstance(v, str) else v for k, v in params.items()}
 
 
 def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str = "book", region: str = "central",
-            progress: bool = True) -> list[Path]:
+            profile: str = "quick", progress: bool = True) -> list[Path]:
     """Execute notebooks into ``out_dir`` (atomically: a failed run leaves no executed copy).
 
     Parameters
@@ -40,8 +40,8 @@ def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str 
         Folder of the executed copies (created if missing).
     param_set : str
         ``book`` or ``smoke``.
-    region : str
-        Substituted into ``{region}`` in parameter values.
+    region, profile : str
+        Substituted into ``{region}`` and ``{profile}`` in parameter values.
 
     Returns
     -------
@@ -64,7 +64,7 @@ def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str 
         with atomic_output(target, overwrite=True) as tmp:
             papermill.execute_notebook(
                 str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp),
-                parameters=notebook_parameters(name, param_set, region), kernel_name="python3",
+                parameters=notebook_parameters(name, param_set, region, profile), kernel_name="python3",
                 cwd=str(NOTEBOOK_DIR), progress_bar=progress)
         done.append(target)
     return done

@@ -5,6 +5,7 @@ The executed copies land in ``build/smoke/executed``, where the book test (marke
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,13 +28,30 @@ def sitsr(*args):
 
 @pytest.fixture(scope="session")
 def smoke_inputs():
-    """Smoke moorings (small region, 30 days) and dataset, built through the `sitsr` CLI."""
+    """The smoke pipeline, built through the `sitsr` CLI as `make book` does at full size.
+
+    moorings (small region, 30 days) -> dataset -> diffusion, regression and sit+sic runs (smoke profile) ->
+    ensembles of the test days in ``outputs/`` and their scores in ``metrics_test.json``.
+    """
     SMOKE.mkdir(parents=True, exist_ok=True)
+    data = SMOKE / "data" / "small.zarr"
+    runs = SMOKE / "runs"
     sitsr("synth", "--region", "small", "--start", "2020-11-20", "--end", "2020-12-19", "--out",
           str(SMOKE / "moorings"), "--overwrite")
     (SMOKE / "data").mkdir(exist_ok=True)
-    sitsr("dataset", "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"), "--out", str(SMOKE / "data" / "small.zarr"),
+    sitsr("dataset", "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"), "--out", str(data),
           "--val", "2020-12-01:2020-12-03", "--test", "2020-12-15:2020-12-19", "--gap-days", "2", "--overwrite")
+    variants = {"diffusion": [], "regression": ["--set", "train.objective=regression"],
+                "sit_sic": ["--set", "data.features=sit_lr,sic_lr"]}  # the variant for products without deformation
+    for name, extra in variants.items():
+        if (runs / name).exists():
+            shutil.rmtree(runs / name)
+        sitsr("train", "--data", str(data), "--run", str(runs / name), "--profile", "smoke", "--no-progress", *extra)
+    if (SMOKE / "outputs").exists():
+        shutil.rmtree(SMOKE / "outputs")
+    sitsr("evaluate", "--run", str(runs / "diffusion"), "--regression-run", str(runs / "regression"), "--data", str(data),
+          "--split", "test", "--members", "4", "--steps", "4", "--max-days", "2", "--outputs", str(SMOKE / "outputs"),
+          "--out", str(SMOKE / "metrics_test.json"), "--no-progress")
     return SMOKE
 
 
