@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except SitsrInputError as exc:
-        print(f"sitsr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sitsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 

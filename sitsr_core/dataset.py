@@ -174,6 +174,9 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     out = Path(out)
     if out.suffix not in (".zarr", ".nc"):
         raise SitsrInputError(f"{out}: output must end in .zarr or .nc")
+    io.check_output(out, overwrite)
+    filters.box_kernel(kernel_km)
+    filters.box_kernel(sic_kernel_km)
     src, grid = io.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
     if start or end:
         src = src.sel(time=slice(start, end))

@@ -55,6 +55,18 @@ def atomic_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an existing output (unless ``overwrite``) or a missing / read-only folder, before any work."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SitsrInputError(f"{path}: output exists; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise SitsrInputError(f"{path}: output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise SitsrInputError(f"{path}: output folder {path.parent} is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     """Yield a temporary path; on success rename it onto ``path``, on failure remove it.
@@ -64,13 +76,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
     """
     import shutil
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise SitsrInputError(f"{path}: output exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise SitsrInputError(f"{path}: output folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise SitsrInputError(f"{path}: output folder {path.parent} is not writable")
+    path = check_output(path, overwrite)
     tmp = atomic_path(path)
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
@@ -177,7 +183,8 @@ def _check_file(path: Path, mapping: dict[str, str] | None) -> tuple[dict[str, s
     except (OSError, ValueError, RuntimeError) as exc:
         if isinstance(exc, SitsrInputError):
             raise
-        raise SitsrDataError(f"{path}: cannot be read as netCDF ({exc.__class__.__name__}: {exc})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise SitsrDataError(f"{path}: cannot be read as netCDF ({exc.__class__.__name__}: {first})") from None
 
 
 def open_moorings(paths, mapping: dict[str, str] | None = None, allow_gaps: bool = False,

@@ -372,14 +372,18 @@ conserve_fn = conserve  # alias: ``downscale`` has a ``conserve`` flag
 
 # ------------------------------------------------------------------------------------- downscale
 
-def _read_context(data_path, date, lr_file):
-    """``(fields dict of (H, W) float32, mask bool (H, W), coords dict, date str)``."""
+def _read_context(data_path, date, lr_file, features=("sit_lr", "sic_lr", "divergence_lr", "shear_lr")):
+    """``(fields dict of (H, W) float32, mask bool (H, W), coords dict, date str)``.
+
+    ``features`` are the LR inputs the run was trained on; ``sit_lr`` and ``sic_lr`` are always read
+    (anomaly add-back and post-processing need them).
+    """
     import pandas as pd
     import xarray as xr
 
     from . import dataset as dsmod
 
-    names = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
+    names = tuple(dict.fromkeys(("sit_lr", "sic_lr") + tuple(features)))
     if lr_file is not None:
         path = Path(lr_file)
         if not path.exists():
@@ -405,7 +409,9 @@ def _read_context(data_path, date, lr_file):
         date = pd.Timestamp(ds["time"].values).strftime("%Y-%m-%d")
     missing = [v for v in names + ("mask",) if v not in ds.variables]
     if missing:
-        raise SitsrDataError(f"{where}: missing variable(s) {missing}")
+        hint = ("; this input has no deformation: use a model trained with data.features=sit_lr,sic_lr"
+                if set(missing) <= {"divergence_lr", "shear_lr"} else "")
+        raise SitsrDataError(f"{where}: missing variable(s) {missing} needed by the model{hint}")
     fields = {v: np.asarray(ds[v].values, dtype=np.float32) for v in names}
     if "sit_interp" in ds.variables:
         fields["sit_interp"] = np.asarray(ds["sit_interp"].values, dtype=np.float32)
@@ -494,7 +500,7 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     if not 0 <= overlap < tile // 2:
         raise SitsrInputError(f"downscale: overlap {overlap} must be >= 0 and < tile / 2 (tile {tile})")
 
-    fields, mask, coords, date = _read_context(data_path, date, lr_file)
+    fields, mask, coords, date = _read_context(data_path, date, lr_file, cfg.data.features)
     H, W = mask.shape
     ctx = model.context({k: torch.from_numpy(v) for k, v in fields.items()}, torch.from_numpy(mask))
     n_evals = 1 if model.regression else steps
