@@ -60,6 +60,18 @@ def _evaluate(a):
           f"CRPS {s['ensemble']['crps']:.3f} m over {len(r['days'])} days")
 
 
+def _features(a):
+    from . import features
+    from .grid import get_grid
+    from .readers import read_product
+
+    ds = features.product_features(read_product(a.product), get_grid(a.region), kernel_km=a.kernel_km,
+                                   sic_kernel_km=a.sic_kernel_km, method=a.method)
+    if a.run:
+        features.check_run_features(a.run, ds, ds.attrs["product"])
+    print(f"wrote {features.write_features(ds, a.out, overwrite=a.overwrite)}")
+
+
 def _notebooks(a):
     from .runbook import execute
 
@@ -121,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="regenerate existing ensemble files")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_evaluate)
+
+    f = sub.add_parser("features", help="LR features file on the 4 km grid from an observation product")
+    f.add_argument("--product", required=True, help="CS2SMOS, OSI SAF or TOPAZ4 file")
+    f.add_argument("--region", default="central", help="grid window (central, small, arctic)")
+    f.add_argument("--out", required=True, help="LR features netCDF (input of `sitsr downscale --lr-file`)")
+    f.add_argument("--kernel-km", type=float, default=120.0)
+    f.add_argument("--sic-kernel-km", type=float, default=24.0)
+    f.add_argument("--method", default="bilinear", help="regridding: bilinear, nearest, mean, gauss")
+    f.add_argument("--run", help="check that this run's features are available")
+    f.add_argument("--overwrite", action="store_true")
+    f.set_defaults(func=_features)
 
     n = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     n.add_argument("--set", default="book", help="parameter set of notebooks/parameters.yml (book or smoke)")

@@ -117,7 +117,7 @@ def product_features(ds: xr.Dataset, grid: gridmod.Grid, kernel_km: float = 120.
     out["sit_interp"] = (filters.interp_baseline(np.where(valid, hr["sit"], np.nan), valid, kernel_km), dict(
         long_name=f"{kernel_km:g} km block means of the regridded sit interpolated to 4 km (baseline)", units="m"))
     notes.append(f"sit: the product (~{eff:.0f} km) is smoother than the 4 km training fields at scales between "
-                 f"{eff:.0f} and {kernel_km:g} km; the {kernel_km:g} km box removes those scales")
+                 f"{eff:.0f} and {kernel_km:g} km, which the {kernel_km:g} km box removes")
 
     data = {n: (("y", "x"), a.astype(np.float32), dict(at, grid_mapping="polar_stereographic"))
             for n, (a, at) in out.items()}
@@ -220,51 +220,22 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
 
 
 def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:
-    """Check a features file against a run, then :func:`sitsr_core.sampling.downscale` it.
+    """Check a features file against a run (:func:`check_run_features`), then downscale it.
 
-    ``kwargs`` go to ``downscale`` (members, steps, conserve, overwrite, device, progress...).
-    A run trained on ``sit_lr,sic_lr`` reads a file without deformation; until
-    ``sampling._read_context`` requires only the run's features, the unused ones are added as
-    all-NaN placeholders to a temporary copy (never read by such a run).
+    ``kwargs`` go to :func:`sitsr_core.sampling.downscale` (members, steps, conserve, overwrite,
+    device, progress...). The check runs before the model is loaded, so a run that needs features
+    the product lacks fails at once, with the message naming the model to use.
     """
     from . import sampling
 
-    lr_file, out_path = Path(lr_file), Path(out_path)
+    lr_file = Path(lr_file)
     if not lr_file.exists():
         raise SitsrInputError(f"{lr_file}: LR features file not found")
     with xr.open_dataset(lr_file) as f:
         product = f.attrs.get("product") or str(lr_file)
         have = [v for v in FEATURES if v in f.variables]
     check_run_features(run_dir, have, product)
-    try:
-        return sampling.downscale(run_dir, None, None, out_path=out_path, lr_file=lr_file, **kwargs)
-    except SitsrDataError as exc:
-        if "missing variable" not in str(exc) or len(have) == len(FEATURES):
-            raise
-    return _downscale_padded(run_dir, lr_file, out_path, have, **kwargs)
-
-
-def _downscale_padded(run_dir, lr_file, out_path, have, **kwargs) -> Path:
-    from . import sampling
-
-    padded = io.atomic_path(out_path).with_suffix(".lr.nc")
-    with xr.open_dataset(lr_file) as f:
-        ds = f.load()
-    for v in FEATURES:
-        if v not in have:
-            ds[v] = xr.full_like(ds["sit_lr"], np.nan).assign_attrs(
-                long_name=f"placeholder: not given by {ds.attrs.get('product', 'the product')}, not used by the run")
-    ds.to_netcdf(padded)
-    try:
-        sampling.downscale(run_dir, None, None, out_path=out_path, lr_file=padded, **kwargs)
-    finally:
-        padded.unlink(missing_ok=True)
-    with xr.open_dataset(out_path) as f:  # provenance: the real features file, not the temporary copy
-        res = f.load()
-    res.attrs["source"] = str(lr_file)
-    with io.atomic_output(out_path, overwrite=True) as tmp:
-        res.to_netcdf(tmp, format="NETCDF4")
-    return out_path
+    return sampling.downscale(run_dir, None, None, out_path=out_path, lr_file=lr_file, **kwargs)
 
 
 def cell_area_km2(grid: gridmod.Grid) -> np.ndarray:

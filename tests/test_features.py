@@ -105,9 +105,7 @@ def test_written_file_is_the_downscale_lr_file(small_features, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["lr.nc"]  # no temporary file left
     with xr.open_dataset(path) as f:
         assert f.attrs["product"] == "TOPAZ4" and f["sit_lr"].attrs["units"] == "m"
-    padded = small_features.assign(divergence_lr=small_features["sit_lr"] * 0, shear_lr=small_features["sit_lr"] * 0)
-    features.write_features(padded, tmp_path / "lr4.nc")
-    fields, mask, coords, date = sampling._read_context(None, None, tmp_path / "lr4.nc")
+    fields, mask, coords, date = sampling._read_context(None, None, path, ("sit_lr", "sic_lr"))
     assert date == "2010-01-01" and mask.shape == (128, 128)
     np.testing.assert_array_equal(mask, small_features["mask"].values.astype(bool))
     np.testing.assert_allclose(fields["sit_lr"], small_features["sit_lr"].values, equal_nan=True)
@@ -145,3 +143,13 @@ def test_downscale_product_conserves_the_volume(sitsic_run, small_features, tmp_
     np.testing.assert_allclose(v_sr, v_lr, rtol=1e-4)  # conserve: the 120 km block means of sit_lr
     np.testing.assert_allclose(v_sr, v_prod, rtol=VOLUME_RTOL)
     assert (sr["sit_ai"].values[:, ~m] == 0).all()
+
+
+def test_cli_features_writes_the_lr_file(tmp_path):
+    from sitsr_core.cli import main
+
+    src = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "topaz4_nh25km_20100101_init.nc"
+    assert main(["features", "--product", str(src), "--region", "small", "--out", str(tmp_path / "lr.nc")]) == 0
+    with xr.open_dataset(tmp_path / "lr.nc") as ds:
+        assert {"sit_lr", "sic_lr", "mask"} <= set(ds.variables) and "divergence_lr" not in ds
+    assert main(["features", "--product", str(src), "--region", "small", "--out", str(tmp_path / "lr.nc")]) == 2
