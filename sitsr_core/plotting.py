@@ -177,6 +177,8 @@ def training_curves(axes, rows) -> None:
     ax.plot(tr["step"], tr["loss"], color="#4c72b0", lw=1.3, label="training loss (mean over the log interval)")
     ax.plot(val["step"], val["val_loss"], "o-", color="#c44e52", ms=4, label="validation loss (EMA weights)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter("{x:.2g}")
+    ax.yaxis.set_minor_formatter("{x:.2g}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss (normalised units)")
     twin = ax.twinx()
@@ -189,16 +191,19 @@ def training_curves(axes, rows) -> None:
     v = df.dropna(subset=["val_rmse"])
     if v.empty:
         ax2.text(0.5, 0.5, "no validation ensemble logged", ha="center", va="center", transform=ax2.transAxes)
+        ax2.set_yticks([])
     else:
         ax2.plot(v["step"], v["val_rmse"], "o-", color=CURVE_STYLE["mean"]["color"], label="ensemble mean")
         ax2.plot(v["step"], v["val_rmse_interp"], "s--", color=CURVE_STYLE["interp"]["color"], label="interpolation")
         ax2.set_ylim(0, None)
         ax2.legend(fontsize=8)
+    ax2.set_xlim(ax.get_xlim())
     ax2.set_xlabel("optimiser step")
     ax2.set_ylabel("RMSE against the 4 km truth (m)")
     ax2.set_title("validation-day RMSE")
     for a in axes:
         a.grid(alpha=0.3)
+        a.xaxis.get_major_locator().set_params(integer=True)
 
 
 def map_panels(fig, panels, grid: Grid, ncols: int = 3) -> list:
@@ -268,8 +273,9 @@ def rank_histogram_plot(ax, counts, flatness: float | None = None) -> None:
     ax.set_xlabel(f"rank of the truth among the {counts.size - 1} members (0: below all)")
     ax.set_ylabel("relative frequency")
     ax.set_xticks(np.arange(counts.size) if counts.size <= 16 else np.linspace(0, counts.size - 1, 6).round())
+    ax.set_ylim(0, 1.25 * max(float(counts.max() / counts.sum()), 1.0 / counts.size))
     ax.set_title("rank histogram" + ("" if flatness is None else f" (flatness {flatness:.3g})"))
-    ax.legend(fontsize=8, loc="upper center")
+    ax.legend(fontsize=8, loc="upper right", ncol=2)
 
 
 def reliability_diagram(ax, rel: dict) -> None:
@@ -352,7 +358,8 @@ def band_spectra_plot(ax, k: np.ndarray, curves: dict, bands: dict, kernel_km: f
     styled = {}
     for name, psd in curves.items():
         style = dict(CURVE_STYLE[name])
-        styled[style.pop("label")] = dict(psd=np.asarray(psd, dtype=float), **style)
+        label = style.pop("label")
+        styled[label] = dict(psd=np.asarray(psd, dtype=float), **style)
     spectra_plot(ax, np.asarray(k, dtype=float), styled, kernel_km=kernel_km, dx_km=dx_km)
     shade_bands(ax, bands)
     ax.grid(alpha=0.3, which="major")
@@ -379,6 +386,8 @@ def spectra_ratio_plot(ax, k: np.ndarray, curves: dict, truth: np.ndarray, bands
             ax.plot(wl, np.asarray(psd, dtype=float) / truth, **CURVE_STYLE[name])
     ax.axhline(1.0, color="k", lw=1.2)
     ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * (hi / lo) ** 0.12)  # room for the band names
     _wavelength_axis(ax, wl)
     ax.set_ylabel("power / truth power")
     if bands:
@@ -444,6 +453,7 @@ def flux_bars(ax, table: dict, thin_ice: float = 0.5) -> None:
                         va="bottom", fontsize=8)
         ax.axhline(table["truth"][key], color=colour, ls=":", lw=1)
     ax.set_xticks(x, [labels[n] for n in names])
+    ax.set_ylim(0, 1.25 * max(table[n]["flux"] for n in names))
     ax.set_ylabel("domain-mean conductive flux (W m$^{-2}$)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     ax.grid(alpha=0.3, axis="y")
