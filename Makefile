@@ -46,13 +46,14 @@ ifneq ($(FORCE),)
 $(shell rm -rf $(STAMP)/*.done)
 endif
 
-.PHONY: help venv test book lab clean system-deps
+.PHONY: help venv test book lab bench clean system-deps
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book   dataset -> training -> notebooks -> Jupyter Book HTML (book/_build/html/index.html)"
 	@echo "make test   the test suite (unit, notebooks with smoke parameters, book in headless chromium)"
 	@echo "make lab    JupyterLab with the project kernel"
+	@echo "make bench  benchmarks against diffusers (benchmarks/README.md), not part of make test"
 	@echo "Parameters: REGION=$(REGION) PROFILE=$(PROFILE) SEED=$(SEED) START=$(START) END=$(END) MEMBERS=$(MEMBERS)"
 	@echo "            EVAL_DAYS=$(EVAL_DAYS) RESUME=1 (continue an interrupted training) FORCE=1 (rerun all)"
 
@@ -124,6 +125,12 @@ book: $(patsubst notebooks/%,$(EXECUTED)/%,$(NOTEBOOKS))
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Benchmarks against diffusers (benchmarks/README.md); BENCH_ARGS="--small --threads 1" for a quick check
+BENCH_ARGS ?=
+bench: venv
+	$(PY) -c "import diffusers" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks.run --device cpu --out benchmarks/results/cpu.json $(BENCH_ARGS)
 
 clean: book-clean
 	rm -rf $(STAMP) $(EXECUTED) build
