@@ -10,7 +10,6 @@ Scores pool all ocean cells of all evaluated days.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from .checkpoint import read_config
 from .dataset import open_dataset, split_days
 from .errors import SitsrInputError
 from .io import atomic_output
-from .sampling import downscale_dates, output_name
+from .sampling import downscale_dates
 
 
 def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:

@@ -90,3 +90,9 @@ def smoke_run(tiny_dataset, tmp_path_factory) -> Path:
     from sitsr_core.train import train
 
     return train(profile("smoke"), tiny_dataset, tmp_path_factory.mktemp("runs") / "smoke", progress=False)
+
+
+def pytest_sessionstart(session):
+    """The real sample files are required (CI lays ../shared beside the clone): fail loudly, never skip."""
+    if not (SAMPLES / "topaz4_nh25km_20100101_init.nc").is_file():
+        raise pytest.UsageError(f"{SAMPLES} is missing: the tests read the real sample files from ../shared/samples")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from conftest import TINY_DATES, TINY_GRID, smooth_fields

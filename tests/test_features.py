@@ -19,7 +19,6 @@ TOPAZ4 = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "to
 #: SR ensembles downscaled with conserve=True keep the product's total volume within this relative tolerance.
 VOLUME_RTOL = 0.01
 
-pytestmark = pytest.mark.skipif(not TOPAZ4.exists(), reason=f"{TOPAZ4} not found (shared samples)")
 
 
 @pytest.fixture(scope="module")

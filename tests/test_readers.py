@@ -20,7 +20,6 @@ from sitsr_core.readers import (
     sniff_product,
 )
 
-needs_samples = pytest.mark.skipif(not fp.TOPAZ_25KM.is_file(), reason="shared/samples not available")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,6 @@ def products(tmp_path_factory):
 # TOPAZ4 (real samples)
 # --------------------------------------------------------------------------------------------------
 
-@needs_samples
 def test_topaz4_nh25km_matches_readme():
     ds = read_topaz4(fp.TOPAZ_25KM)
     assert ds.sizes == {"y": 121, "x": 154}
@@ -63,7 +61,6 @@ def test_topaz4_nh25km_matches_readme():
     assert ds.sit.attrs["units"] == "m" and ds.sic.attrs["units"] == "1"
 
 
-@needs_samples
 def test_topaz4_nh128x128_matches_readme():
     ds = read_topaz4(fp.TOPAZ_128)
     assert ds.sizes == {"y": 128, "x": 128} and ds.attrs["grid"] == "nh128x128"
@@ -75,7 +72,6 @@ def test_topaz4_nh128x128_matches_readme():
     assert 34 < ds.attrs["grid_spacing_km"] < 35
 
 
-@needs_samples
 def test_topaz4_rejects_other_products(tiny_moorings):
     with pytest.raises(SitsrDataError,
                        match=r"expected a TOPAZ4.*found an OSI SAF low-resolution drift file \(OSI-405\).*dX"):
@@ -85,7 +81,6 @@ def test_topaz4_rejects_other_products(tiny_moorings):
         read_topaz4(moorings)
 
 
-@needs_samples
 def test_topaz4_thickness_in_cm(tmp_path):
     cm = fp.write_topaz4(tmp_path / "cm_nounits.nc", hice_factor=100.0)
     with pytest.raises(SitsrDataError, match=r"cm_nounits\.nc: variable hice has no units attribute but implausible"):
@@ -99,7 +94,6 @@ def test_topaz4_thickness_in_cm(tmp_path):
     assert "cm -> m" in ok.attrs["conversions"]
 
 
-@needs_samples
 def test_topaz4_missing_variable_and_all_land(tmp_path):
     p = fp.write_topaz4(tmp_path / "nohice.nc", drop=("hice",))
     with pytest.raises(SitsrDataError, match=r"nohice\.nc.*lacks variable\(s\) hice; variables present: .*cice"):
@@ -109,7 +103,6 @@ def test_topaz4_missing_variable_and_all_land(tmp_path):
         read_topaz4(p)
 
 
-@needs_samples
 def test_truncated_and_non_netcdf_files(tmp_path):
     cut = tmp_path / "topaz_cut.nc"
     cut.write_bytes(fp.TOPAZ_25KM.read_bytes()[:1_000_000])
@@ -133,7 +126,6 @@ def test_truncated_and_non_netcdf_files(tmp_path):
 # OSI-405 drift (real SH sample)
 # --------------------------------------------------------------------------------------------------
 
-@needs_samples
 def test_osisaf_drift_real_sample():
     ds = read_osisaf_drift(fp.OSI_DRIFT_SH)
     assert ds.attrs["product"] == "OSI-405"
@@ -160,7 +152,6 @@ def test_osisaf_drift_real_sample():
     assert every.attrs["n_kept_vectors"] == 3777
 
 
-@needs_samples
 def test_osisaf_drift_rejects_other_products():
     with pytest.raises(SitsrDataError, match=r"expected an OSI SAF low-resolution drift file.*found a TOPAZ4"):
         read_osisaf_drift(fp.TOPAZ_25KM)
@@ -266,7 +257,6 @@ def test_cs2smos_units_and_errors(tmp_path):
         read_cs2smos(empty)
 
 
-@needs_samples
 def test_cs2smos_rejects_other_products():
     with pytest.raises(SitsrDataError, match=r"expected a CS2SMOS L4 thickness file.*found a TOPAZ4.*group /data"):
         read_cs2smos(fp.TOPAZ_25KM)
@@ -308,7 +298,6 @@ def test_osisaf_conc_missing_variable(tmp_path):
         read_osisaf_conc(p)
 
 
-@needs_samples
 def test_sniff_product_on_samples(products):
     assert sniff_product(fp.TOPAZ_25KM) == "topaz4"
     assert sniff_product(fp.TOPAZ_128) == "topaz4"

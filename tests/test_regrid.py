@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyproj
@@ -16,7 +15,6 @@ from sitsr_core.errors import SitsrDataError, SitsrInputError
 from sitsr_core.readers import read_cs2smos, read_osisaf_conc, read_osisaf_drift, read_topaz4
 from sitsr_core.regrid import bilinear_weights, regrid_to_grid
 
-needs_samples = pytest.mark.skipif(not fp.TOPAZ_25KM.is_file(), reason="shared/samples not available")
 SMALL = gridmod.get_grid("small")
 CENTRAL = gridmod.get_grid("central")
 
@@ -111,7 +109,6 @@ def test_regrid_cf_metadata(cs2smos):
     assert not out.land_mask.values.any()
 
 
-@needs_samples
 def test_regrid_topaz4_to_central_is_plausible():
     ds = read_topaz4(fp.TOPAZ_25KM)
     out = regrid_to_grid(ds, CENTRAL)
@@ -129,7 +126,6 @@ def test_regrid_topaz4_to_central_is_plausible():
     assert abs(np.mean(sit[both]) - np.mean(out128.sit.values[both])) < 0.15
 
 
-@needs_samples
 def test_regrid_source_land_does_not_leak():
     ds = read_topaz4(fp.TOPAZ_25KM)
     poisoned = ds.copy()
@@ -157,7 +153,6 @@ def test_regrid_osisaf_conc_and_drift(tmp_path):
     assert dout.attrs["effective_resolution_km"] == 125.0 and dout.attrs["radius_of_influence_km"] == 62.5
 
 
-@needs_samples
 def test_regrid_errors(cs2smos):
     with pytest.raises(SitsrInputError, match=r"unknown regridding method 'cubic'"):
         regrid_to_grid(cs2smos, SMALL, method="cubic")
