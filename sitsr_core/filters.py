@@ -83,6 +83,25 @@ def box_filter(field: np.ndarray, mask: np.ndarray | None = None, kernel_km: flo
     return np.where(valid & (den > 1e-9), out, np.nan).astype(np.float32)
 
 
+def block_sum(a: np.ndarray, block: int) -> np.ndarray:
+    """Sums over non-overlapping ``block x block`` blocks anchored at (0, 0).
+
+    Parameters
+    ----------
+    a : ndarray, shape (..., ny, nx)
+    block : int
+        Block size in cells; partial blocks at the upper edges sum what they have.
+
+    Returns
+    -------
+    ndarray, shape (..., ceil(ny / block), ceil(nx / block))
+    """
+    *lead, ny, nx = a.shape
+    by, bx = -(-ny // block), -(-nx // block)
+    pad = [(0, 0)] * len(lead) + [(0, by * block - ny), (0, bx * block - nx)]
+    return np.pad(a, pad).reshape(*lead, by, block, bx, block).sum(axis=(-3, -1))
+
+
 def block_average(field: np.ndarray, mask: np.ndarray | None = None, block: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Mask-aware non-overlapping block means.
 
@@ -104,12 +123,9 @@ def block_average(field: np.ndarray, mask: np.ndarray | None = None, block: int 
     """
     a = np.asarray(field, dtype=np.float64)
     valid = _valid(a, mask)
-    ny, nx = a.shape
-    by, bx = -(-ny // block), -(-nx // block)
-    pad = ((0, by * block - ny), (0, bx * block - nx))
-    num = np.pad(np.where(valid, a, 0.0), pad).reshape(by, block, bx, block).sum(axis=(1, 3))
-    cnt = np.pad(valid.astype(np.float64), pad).reshape(by, block, bx, block).sum(axis=(1, 3))
-    size = np.pad(np.ones_like(a), pad).reshape(by, block, bx, block).sum(axis=(1, 3))
+    num = block_sum(np.where(valid, a, 0.0), block)
+    cnt = block_sum(valid.astype(np.float64), block)
+    size = block_sum(np.ones_like(a), block)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(cnt > 0, num / cnt, np.nan)
     return means, cnt / size

@@ -28,6 +28,7 @@ import torch
 
 from . import diffusion
 from .errors import SitsrDataError, SitsrInputError
+from .filters import block_sum
 
 
 # ------------------------------------------------------------------------------------------ DDIM
@@ -291,13 +292,6 @@ def postprocess(sit, mask, sic_lr=None) -> np.ndarray:
     return np.where(keep, np.clip(sit, 0.0, None), 0.0).astype(np.float32)
 
 
-def _block_sum(a: np.ndarray, block: int) -> np.ndarray:
-    *lead, H, W = a.shape
-    by, bx = -(-H // block), -(-W // block)
-    pad = [(0, 0)] * len(lead) + [(0, by * block - H), (0, bx * block - W)]
-    return np.pad(a, pad).reshape(*lead, by, block, bx, block).sum(axis=(-3, -1))
-
-
 def _expand(b: np.ndarray, block: int, H: int, W: int) -> np.ndarray:
     return np.repeat(np.repeat(b, block, axis=-2), block, axis=-1)[..., :H, :W]
 
@@ -309,9 +303,9 @@ def block_means(field, mask, block: int) -> np.ndarray:
     """
     m = np.asarray(mask).astype(bool)
     a = np.where(m, np.nan_to_num(np.asarray(field, dtype=np.float64)), 0.0)
-    cnt = _block_sum(m.astype(np.float64), block)
+    cnt = block_sum(m.astype(np.float64), block)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, _block_sum(a, block) / cnt, np.nan)
+        return np.where(cnt > 0, block_sum(a, block) / cnt, np.nan)
 
 
 def conserve(sit, lr_means, mask, block: int = 30, allowed=None, tol: float = 1e-6,
@@ -351,12 +345,12 @@ def conserve(sit, lr_means, mask, block: int = 30, allowed=None, tol: float = 1e
     if target.shape != (by, bx):
         raise SitsrInputError(f"conserve: block means have shape {target.shape}, expected {(by, bx)} for "
                               f"{H}x{W} cells and blocks of {block}")
-    cnt = _block_sum(m.astype(np.float64), block)
-    n_allowed = _block_sum(allowed.astype(np.float64), block)
+    cnt = block_sum(m.astype(np.float64), block)
+    n_allowed = block_sum(allowed.astype(np.float64), block)
     ok = (cnt > 0) & np.isfinite(target)
     target = np.where(ok, np.clip(target, 0.0, None), 0.0)
     for _ in range(max_iter):
-        mean = np.where(ok, _block_sum(a, block) / np.maximum(cnt, 1), 0.0)
+        mean = np.where(ok, block_sum(a, block) / np.maximum(cnt, 1), 0.0)
         err = np.where(ok, target - mean, 0.0)
         if np.abs(err).max(initial=0.0) < tol:
             break
