@@ -28,5 +28,8 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', t
 out=${OUT:+$OUT/cuda.json}
 out=${out:-benchmarks/results/cuda.json}
 # each section rewrites the JSON, so a run stopped by the timeout keeps the sections it finished
-timeout --signal=INT --kill-after=10 465 python3 -m benchmarks.run --device cuda --out "$out" "$@"
+# the full-grid ensemble (the 10 s target) first: a run cut short still answers the main question
+args=("$@")
+((${#args[@]})) || args=(--sections sample_full,train,sample,scaling,data)
+timeout --signal=INT --kill-after=10 465 python3 -m benchmarks.run --device cuda --out "$out" "${args[@]}"
 echo "wrote $out"

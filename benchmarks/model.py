@@ -62,7 +62,8 @@ SIZES = {
         sample=dict(size=(256, 256), members=30, steps=20, chunk=10, warmup_steps=3, repeats=2),
         sample_full=None,
         scaling=dict(domains=(128, 256, 512), domain_members=10, ensembles=(1, 10, 30), ensemble_size=128,
-                     steps=2, chunk=10, tile=128, overlap=32, tile_batch=10, full=False),
+                     steps=2, chunk=10, tile=128, overlap=32, tile_batch=10, full=False,
+                     full_job=dict(members=30, steps=1)),
     ),
     "cpu-small": dict(
         train=dict(batch=4, patch=64, warmup=3, repeats=5),
@@ -76,8 +77,10 @@ SIZES = {
         sample=dict(size=(256, 256), members=30, steps=20, chunk=30, warmup_steps=3, repeats=5),
         # sitsr: the "full" profile's sampling (chunk 30, tiles of 512, overlap 64, 30 crops per pass);
         # diffusers: the whole grid (padded to 1088 x 1312) for 10 members per pass (30 do not fit comfortably)
+        # bf16 + channels_last only (the precision of the 10 s target), eager and torch.compile'd sitsr
         sample_full=dict(members=30, steps=20, chunk=30, tile=512, overlap=64, tile_batch=30, baseline_chunk=10,
-                         warmup_steps=2, repeats=2),
+                         warmup_steps=2, repeats=2, precisions=("bf16_cl",),
+                         models=("sitsr", "sitsr_compile", "diffusers")),
         scaling=dict(domains=(128, 256, 512, 1024), domain_members=10, ensembles=(1, 10, 30), ensemble_size=128,
                      steps=20, chunk=30, tile=512, overlap=64, tile_batch=30, full=True),
     ),
@@ -146,7 +149,7 @@ def build_diffusers() -> DiffusersNet:
 
 
 def build(model: str) -> nn.Module:
-    if model == "sitsr":
+    if model in ("sitsr", "sitsr_compile"):
         return build_sitsr()
     if model == "diffusers":
         return build_diffusers()
@@ -424,10 +427,30 @@ def diffusers_generate(net: DiffusersNet, context: torch.Tensor, mask: torch.Ten
     return torch.cat(out)
 
 
+#: Compiled denoisers by (precision, device): a warm-up case and its timed case share one compilation.
+_COMPILED: dict = {}
+
+
+def _sitsr_denoiser(net: nn.Module, bf16: bool, compiled: bool):
+    from sitsr_core import diffusion
+
+    if not compiled:
+        return diffusion.Denoiser(net, sitsr_config(), {}, bf16=bf16, channels_last=bf16, compile=False).eval()
+    key = (bf16, str(next(net.parameters()).device))
+    if key not in _COMPILED:
+        _COMPILED[key] = diffusion.Denoiser(net, sitsr_config(), {}, bf16=bf16, channels_last=bf16,
+                                            compile=True).eval()
+    return _COMPILED[key]
+
+
 def make_sample_case(model: str, precision: str, H: int, W: int, members: int, steps: int, chunk: int,
                      device="cpu", tile: int | None = None, overlap: int = 0, tile_batch: int | None = None,
                      seed: int = 0):
-    """A closure sampling one ensemble: ``sampling.generate`` (sitsr, tiling on) or :func:`diffusers_generate`."""
+    """A closure sampling one ensemble: ``sampling.generate`` (sitsr, tiling on) or :func:`diffusers_generate`.
+
+    ``model``: ``sitsr``, ``sitsr_compile`` (the same through ``torch.compile``; built once per
+    precision and device, so its warm-up compiles it for the timed call) or ``diffusers``.
+    """
     from sitsr_core import diffusion, sampling
 
     dev = torch.device(device)
@@ -439,8 +462,8 @@ def make_sample_case(model: str, precision: str, H: int, W: int, members: int, s
     if bf16:
         net = net.to(memory_format=torch.channels_last)
     context, mask = _sample_context(H, W, dev)
-    if model == "sitsr":
-        den = diffusion.Denoiser(net, sitsr_config(), {}, bf16=bf16, channels_last=bf16).eval()
+    if model.startswith("sitsr"):
+        den = _sitsr_denoiser(net, bf16, compiled=model == "sitsr_compile")
         tile = tile or max(H, W)
         tb = tile_batch or chunk * len(sampling.Tiler(den, tile, overlap).layout(H, W)[2])
 
@@ -471,7 +494,7 @@ def bench_sample(device="cpu", size=(256, 256), members: int = 30, steps: int = 
     models = tuple(models or default_models())
     H, W = size
     bchunk = baseline_chunk or chunk
-    chunks = {"sitsr": chunk, "diffusers": bchunk}
+    chunks = {"sitsr": chunk, "sitsr_compile": chunk, "diffusers": bchunk}
     sitsr_kw = dict(tile=tile, overlap=overlap, tile_batch=tile_batch)
     out = {"size": [H, W], "members": members, "steps": steps, "eta": 0.0, "chunk": chunks,
            "tiling": {"tile": tile or max(H, W), "overlap": overlap, "tile_batch": tile_batch}, "repeats": repeats,
@@ -479,7 +502,7 @@ def bench_sample(device="cpu", size=(256, 256), members: int = 30, steps: int = 
     for prec in precisions:
         cases, warm = {}, {}
         for m in models:
-            kw = sitsr_kw if m == "sitsr" else {}
+            kw = sitsr_kw if m.startswith("sitsr") else {}
             cases[m] = make_sample_case(m, prec, H, W, members, steps, chunks[m], device, **kw)
             warm[m] = make_sample_case(m, prec, H, W, min(members, chunks[m]), warmup_steps, chunks[m], device, **kw)
         res = interleaved(cases, 1, repeats, device, warmups=warm)
@@ -490,7 +513,7 @@ def bench_sample(device="cpu", size=(256, 256), members: int = 30, steps: int = 
                 if torch.device(device).type == "cuda":
                     res[m]["memory"] = _cuda_peak(warm[m], device)
                 else:
-                    kw = sitsr_kw if m == "sitsr" else {}
+                    kw = sitsr_kw if m.startswith("sitsr") else {}
                     res[m]["memory"] = memory_in_subprocess(
                         dict(kind="sample", model=m, precision=prec, H=H, W=W, members=min(members, chunks[m]),
                              steps=warmup_steps, chunk=chunks[m], device=device, **kw))
@@ -537,13 +560,16 @@ def _layout(H, W, tile, overlap):
 
 def bench_scaling(device="cpu", domains=(128, 256, 512), domain_members: int = 10, ensembles=(1, 10, 30),
                   ensemble_size: int = 128, steps: int = 2, chunk: int = 10, tile: int = 128, overlap: int = 32,
-                  tile_batch: int = 10, full: bool = False, precision: str = "bf16_cl", memory: bool = True) -> dict:
+                  tile_batch: int = 10, full: bool = False, full_job: dict | None = None, precision: str = "bf16_cl",
+                  memory: bool = True) -> dict:
     """sitsr sampler cost against the domain size (``domain_members`` members) and the ensemble size.
 
     Tiling is on (``tile``, ``overlap``, ``tile_batch`` crops per pass, padded), so memory should
     stay bounded by the tile batch while time grows with pixels x members. Each case runs in a
     fresh subprocess on the CPU (time after a warm-up call, and peak RSS); on CUDA in-process.
-    ``full`` adds the whole 1086 x 1308 grid to the domain sweep.
+    ``full`` adds the whole 1086 x 1308 grid to the domain sweep. ``full_job`` (``members``,
+    ``steps``) runs that ensemble on the whole grid as ``full_grid_job``: on a CPU, 30 members and
+    one step give the peak memory of the 30-member job (memory does not depend on the steps).
     """
     from sitsr_core.grid import FULL_SHAPE
 
@@ -552,8 +578,8 @@ def bench_scaling(device="cpu", domains=(128, 256, 512), domain_members: int = 1
     out = {"precision": precision, "tiling": {"tile": tile, "overlap": overlap, "tile_batch": tile_batch},
            "chunk": chunk, "steps": steps, "domain": [], "ensemble": []}
 
-    def one(H, W, members):
-        spec = dict(H=H, W=W, members=members, **common)
+    def one(H, W, members, **over):
+        spec = dict(H=H, W=W, members=members, **{**common, **over})
         if torch.device(device).type == "cuda":
             res = _scaling_case(device, **spec)
             if memory:
@@ -568,6 +594,8 @@ def bench_scaling(device="cpu", domains=(128, 256, 512), domain_members: int = 1
         out["domain"].append(one(H, W, domain_members))
     for m in ensembles:
         out["ensemble"].append(one(ensemble_size, ensemble_size, m))
+    if full_job:
+        out["full_grid_job"] = one(*FULL_SHAPE, full_job["members"], steps=full_job["steps"])
     for key in ("domain", "ensemble"):
         rows = out[key]
         ref = rows[-1]["ns_per_pixel_member_step"] if rows else None

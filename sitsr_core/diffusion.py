@@ -175,16 +175,22 @@ class Denoiser(nn.Module):
         ``norm_stats`` of the training dataset.
     bf16, channels_last : bool, optional
         Inference speed options (default: ``cfg.train``'s).
+    compile : bool, optional
+        Run the network through ``torch.compile`` (default: ``cfg.sample.compile``); the
+        weights stay those of ``net``.
     """
 
     def __init__(self, net: nn.Module, cfg, stats: Mapping, bf16: bool | None = None,
-                 channels_last: bool | None = None):
+                 channels_last: bool | None = None, compile: bool | None = None):
         super().__init__()
         self.net = net
         self.cfg = cfg
         self.stats = {k: dict(v) for k, v in stats.items()}
         self.bf16 = cfg.train.bf16 if bf16 is None else bf16
         self.channels_last = cfg.train.channels_last if channels_last is None else channels_last
+        compile = cfg.sample.compile if compile is None else compile
+        # kept outside the module tree: the compiled wrapper shares net's parameters
+        self.__dict__["_forward"] = torch.compile(net) if compile else net
 
     @property
     def regression(self) -> bool:
@@ -205,7 +211,7 @@ class Denoiser(nn.Module):
             z = z.contiguous(memory_format=torch.channels_last)
             context = context.contiguous(memory_format=torch.channels_last)
         with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.net(z, noise_var, context)
+            out = self._forward(z, noise_var, context)
         return out.float().contiguous()
 
     @torch.no_grad()
