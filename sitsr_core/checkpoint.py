@@ -1,7 +1,10 @@
 """Run folders: atomic writes of checkpoints, JSON and CSV, and loading a trained model.
 
 A run folder holds ``checkpoint.pt`` (model, EMA, optimiser, step, RNG states),
-``config.json`` (:meth:`Config.to_json`), ``norm_stats.json`` and ``metrics.csv``.
+``config.json`` (:meth:`Config.to_json`), ``norm_stats.json``, ``metrics.csv`` and
+``provenance.json`` (the training dataset and, per training session, package versions, git
+commit and config hash; :mod:`sitsr_core.provenance`). Every file is written through
+:func:`sitsr_core.io.atomic_output`.
 """
 
 from __future__ import annotations
@@ -9,45 +12,32 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from .config import Config
 from .errors import SitsrConfigError, SitsrInputError
+from .io import atomic_output
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 NORM_STATS = "norm_stats.json"
 METRICS = "metrics.csv"
+PROVENANCE = "provenance.json"
 METRIC_COLUMNS = ("step", "loss", "val_loss", "lr", "samples_per_s", "val_rmse", "val_rmse_interp")
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_text(path, text: str) -> None:
-    """Write text atomically (temporary sibling, fsync, rename)."""
-    _atomic_bytes(Path(path), text.encode())
+    """Write text atomically (temporary sibling, fsync, rename), replacing ``path``."""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """``torch.save`` a state dict atomically."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    _atomic_bytes(Path(path), buf.getvalue())
+    """``torch.save`` a state dict atomically, replacing ``path``."""
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -91,6 +81,14 @@ def read_config(run_dir) -> Config:
     if not path.exists():
         raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
     return Config.from_dict(json.loads(path.read_text())).validate()
+
+
+def read_provenance(run_dir) -> dict:
+    """The ``provenance.json`` of a run folder: ``dataset`` (path, fingerprint, identity) and ``sessions``."""
+    path = Path(run_dir) / PROVENANCE
+    if not path.exists():
+        raise SitsrConfigError(f"{path}: not found (a run trained before sitsr recorded provenance)")
+    return json.loads(path.read_text())
 
 
 def read_norm_stats(run_dir) -> dict:

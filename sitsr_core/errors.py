@@ -2,6 +2,8 @@
 
 User errors (bad files, bad arguments) raise :class:`SitsrInputError` or a
 subclass; the CLI prints their one-line message and exits with status 2.
+A run stopped by SIGINT after saving its state raises :class:`SitsrInterrupted`;
+the CLI prints its message and exits with status 130.
 Programming errors keep their ordinary traceback.
 """
 
@@ -18,3 +20,7 @@ class SitsrDataError(SitsrInputError):
 
 class SitsrConfigError(SitsrInputError):
     """An inconsistent configuration, checkpoint or command-line option."""
+
+
+class SitsrInterrupted(KeyboardInterrupt):
+    """A long run stopped on SIGINT after saving its state; the message says how to continue."""

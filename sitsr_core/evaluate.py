@@ -5,6 +5,10 @@ files of a split exist (``sit_hrai_YYYYMMDD.nc``, generated with
 :func:`sitsr_core.sampling.downscale_dates` when missing), then scores them with
 :mod:`sitsr_core.metrics` and :mod:`sitsr_core.heatflux` and writes one JSON file.
 Scores pool all ocean cells of all evaluated days.
+
+It never mixes results: existing ensemble files made by another configuration, ensemble size or
+dataset (:func:`check_outputs`), and a regression baseline trained on another dataset than the
+diffusion run (:func:`check_same_dataset`), are refused with one error saying what differs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import pandas as pd
 import xarray as xr
 
 from . import heatflux, metrics, spectra
-from .checkpoint import read_config
+from . import provenance as prov
+from .checkpoint import NORM_STATS, PROVENANCE, read_config, read_norm_stats, read_provenance
 from .dataset import open_dataset, split_days
-from .errors import SitsrInputError
+from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
 from .io import atomic_output
-from .sampling import downscale_dates
+from .sampling import downscale_dates, output_name
 
 
 def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:
@@ -29,6 +34,73 @@ def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:
     if not max_days or len(days) <= max_days:
         return days
     return days[np.unique(np.linspace(0, len(days) - 1, max_days).round().astype(int))]
+
+
+def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str) -> None:
+    """Refuse ensemble files made by another configuration, ensemble size or dataset.
+
+    Parameters
+    ----------
+    files : list of Path
+        Existing ``sit_hrai_YYYYMMDD.nc`` files.
+    cfg : Config
+        The run's configuration (its :meth:`Config.hash` must match the files').
+    members : int
+        Expected ensemble size.
+    dataset : dict
+        :func:`sitsr_core.provenance.dataset_record` of the dataset scored against.
+    hint : str
+        What the user can do, appended to the message.
+
+    Raises
+    ------
+    SitsrConfigError
+        Another configuration hash or ensemble size.
+    SitsrDataError
+        Another dataset (naming the fields that differ, file vs dataset), or none recorded.
+    """
+    for f in files:
+        with xr.open_dataset(f) as o:
+            attrs, size = dict(o.attrs), o.sizes["member"]
+        if attrs.get("config_hash") != cfg.hash():
+            raise SitsrConfigError(f"{f}: made by another run (config hash {attrs.get('config_hash')}, "
+                                   f"this run {cfg.hash()}); {hint}")
+        if size != members:
+            raise SitsrConfigError(f"{f}: holds {size} members, not {members}; {hint}")
+        if "dataset_fingerprint" not in attrs:
+            raise SitsrDataError(f"{f}: records no dataset (made from {attrs.get('source', 'an unknown source')}); "
+                                 f"{hint}")
+        if attrs["dataset_fingerprint"] != dataset["fingerprint"]:
+            made = json.loads(attrs["dataset_identity"])
+            raise SitsrDataError(f"{f}: made from another dataset than {dataset['path']} (file vs dataset: "
+                                 f"{prov.differences(made, dataset['identity'])}); {hint}")
+
+
+def check_same_dataset(run_dir, regression_run) -> None:
+    """Refuse a regression baseline trained on another dataset than the diffusion run.
+
+    Runs record their dataset in ``provenance.json``; a run trained before that file existed is
+    compared through its ``norm_stats.json`` (statistics of the training days, so they differ
+    between datasets).
+
+    Raises
+    ------
+    SitsrConfigError
+        Naming both runs, their datasets and the fields that differ.
+    """
+    if (Path(run_dir) / PROVENANCE).exists() and (Path(regression_run) / PROVENANCE).exists():
+        a, b = read_provenance(run_dir)["dataset"], read_provenance(regression_run)["dataset"]
+        if a["fingerprint"] != b["fingerprint"]:
+            raise SitsrConfigError(f"--regression-run {regression_run} was trained on another dataset ({b['path']}) "
+                                   f"than --run {run_dir} ({a['path']}): "
+                                   f"{prov.differences(b['identity'], a['identity'])}")
+    elif read_norm_stats(run_dir) != read_norm_stats(regression_run):
+        raise SitsrConfigError(f"--regression-run {regression_run} was trained on another dataset than --run {run_dir} "
+                               f"(their {NORM_STATS} differ)")
+
+
+def _existing(folder: Path, dates: list[str]) -> list[Path]:
+    return [folder / output_name(d) for d in dates if (folder / output_name(d)).exists()]
 
 
 def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
@@ -168,46 +240,62 @@ def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: 
         Ensemble size and DDIM steps of the generated files.
     outputs : path, optional
         Folder of the ensemble files (default ``<run_dir>/outputs_<split>``); existing files are reused
-        only if they hold ``members`` members.
+        only if they were made by this run's configuration, with ``members`` members, from this dataset.
     out : path, optional
         JSON file to write (atomically).
     max_days : int, optional
         Evaluate at most this many days, spread over the split.
     regression_run : path, optional
-        Run folder of the deterministic baseline (``train.objective = regression``).
+        Run folder of the deterministic baseline (``train.objective = regression``), trained on the
+        same dataset as ``run_dir``; its files go to ``<regression_run>/outputs_<split>``.
     overwrite : bool
-        Replace an existing JSON file and regenerate outputs.
+        Replace an existing JSON file and regenerate outputs (of both runs).
     **downscale_kw
         Passed to :func:`sitsr_core.sampling.downscale` (eta, seed, tile, conserve, device...).
 
     Returns
     -------
-    dict of metrics (also written to ``out``), with provenance: run, config hash, dataset, dates.
+    dict of metrics (also written to ``out``), with provenance: run, dataset (path, fingerprint,
+    identity), split, steps, and :func:`sitsr_core.provenance.provenance` (versions, git commit,
+    config hash).
+
+    Raises
+    ------
+    SitsrInputError
+        Before any generation: existing files of another run, ensemble size or dataset
+        (:func:`check_outputs`), or a regression run trained on another dataset (:func:`check_same_dataset`).
     """
     ds = open_dataset(data_path)
     days = pick_days(split_days(ds, split), max_days)
     if len(days) == 0:
         raise SitsrInputError(f"{data_path}: split {split!r} has no day")
+    dates = [str(d.date()) for d in days]
     cfg = read_config(run_dir)
+    dataset = prov.dataset_record(ds, data_path)
     outputs = Path(outputs) if outputs else Path(run_dir) / f"outputs_{split}"
-    files = downscale_dates(run_dir, data_path, [str(d.date()) for d in days], outputs, overwrite=overwrite,
+    reg_outputs = None if regression_run is None else Path(regression_run) / f"outputs_{split}"
+    if regression_run is not None:
+        check_same_dataset(run_dir, regression_run)
+    if not overwrite:
+        check_outputs(_existing(outputs, dates), cfg, members, dataset, "use another --outputs folder or --overwrite")
+        if regression_run is not None:
+            check_outputs(_existing(reg_outputs, dates), read_config(regression_run), 1, dataset,
+                          "pass --overwrite to regenerate them")
+    files = downscale_dates(run_dir, data_path, dates, outputs, overwrite=overwrite,
                             members=members, steps=steps, progress=progress, **downscale_kw)
-    for f in files:
-        with xr.open_dataset(f) as o:
-            if o.sizes["member"] != members or o.attrs.get("config_hash", cfg.hash()) != cfg.hash():
-                raise SitsrInputError(f"{f}: made with another run or ensemble size; use another --outputs "
-                                      "folder or --overwrite")
     data = load_outputs(files, ds)
     regression = None
     if regression_run is not None:
-        reg_files = downscale_dates(regression_run, data_path, data["dates"], Path(regression_run) / f"outputs_{split}",
+        reg_files = downscale_dates(regression_run, data_path, data["dates"], reg_outputs, overwrite=overwrite,
                                     members=1, progress=progress, **{k: v for k, v in downscale_kw.items()
                                                                       if k in ("device", "tile")})
         regression = load_outputs(reg_files, ds)["members"][0]
     result = score(data, regression, kernel_km=float(ds.attrs["kernel_km"]))
-    result["provenance"] = {"run": str(run_dir), "config_hash": cfg.hash(), "dataset": str(data_path),
-                            "dataset_source": ds.attrs.get("source"), "split": split, "steps": steps or cfg.sample.steps,
-                            "regression_run": str(regression_run) if regression_run else None}
+    result["provenance"] = {"run": str(run_dir), "dataset": str(data_path), "dataset_source": ds.attrs.get("source"),
+                            "dataset_fingerprint": dataset["fingerprint"], "dataset_identity": dataset["identity"],
+                            "split": split, "steps": steps or cfg.sample.steps,
+                            "regression_run": str(regression_run) if regression_run else None,
+                            **prov.provenance(cfg)}
     if out is not None:
         out = Path(out)
         with atomic_output(out, overwrite=True) as tmp:

@@ -13,6 +13,10 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
+import shutil
+import signal
+import socket
 import warnings
 from pathlib import Path
 
@@ -49,10 +53,67 @@ class SitsrDataWarning(UserWarning):
     """Suspicious but usable data (e.g. a few negative thickness values)."""
 
 
+#: Testing hook: when this environment variable equals an output's file name, :func:`atomic_output`
+#: SIGKILLs the process once the temporary file is complete, before the rename (a crash mid-write).
+KILL_BEFORE_RENAME_ENV = "SITSR_TEST_KILL_BEFORE_RENAME"
+
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<kind>tmp|old)-(?P<host>.+)-(?P<pid>\d+)(?P<suffix>\.[^.]*)?$")
+
+
 def atomic_path(path: str | os.PathLike) -> Path:
-    """Temporary sibling of ``path`` (same suffix, hidden) used for write-then-rename."""
+    """Temporary sibling of ``path`` (same suffix, hidden, named after this host and process) for write-then-rename."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{path.stem}.tmp-{socket.gethostname()}-{os.getpid()}{path.suffix}")
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        pass
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, output: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the temporary siblings that killed processes of this host left in ``folder``.
+
+    A SIGKILL (or a power cut) during :func:`atomic_output` leaves its hidden temporary file or
+    folder behind; the temporaries of live processes (other ranks writing now) and of other hosts
+    are kept, and so is the previous version of a replaced folder (``.NAME.old-*``) while ``NAME``
+    itself is missing (a kill between the two renames: it is the copy to recover by hand).
+
+    Parameters
+    ----------
+    folder : path
+    output : path, optional
+        Only the temporaries of this output (default: of every output).
+
+    Returns
+    -------
+    list of Path, the removed entries.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    host = socket.gethostname()
+    stale = []
+    for entry in folder.iterdir():
+        m = _TEMPORARY.match(entry.name)
+        if m is None or m["host"] != host:
+            continue
+        if output is not None and m["stem"] + (m["suffix"] or "") != Path(output).name:
+            continue
+        if _alive(int(m["pid"])) or (m["kind"] == "old" and not (folder / m["stem"]).exists()):
+            continue
+        _remove(entry)
+        stale.append(entry)
+    return stale
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -69,24 +130,29 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary path; on success rename it onto ``path``, on failure remove it.
+    """Yield a temporary path; on success fsync it and rename it onto ``path``, on failure remove it.
 
-    Works for files and directories (zarr stores). Refuses an existing ``path``
-    unless ``overwrite``.
+    The one write-then-rename mechanism of the package (netCDF, zarr stores, checkpoints, JSON,
+    CSV): the temporary sibling (:func:`atomic_path`) is in the same folder, so the rename is
+    atomic, and a reader sees either the old output or the complete new one, never a partial file.
+    Works for files and directories (zarr stores). Refuses an existing ``path`` unless
+    ``overwrite``. Temporaries of ``path`` left by killed processes are removed first.
+    Testing hook: :data:`KILL_BEFORE_RENAME_ENV`.
     """
-    import shutil
-
     path = check_output(path, overwrite)
+    remove_stale_temporaries(path.parent, path)
     tmp = atomic_path(path)
     if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        _remove(tmp)
     try:
         yield tmp
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+        if os.environ.get(KILL_BEFORE_RENAME_ENV) == path.name:
+            os.kill(os.getpid(), signal.SIGKILL)
         if path.is_dir():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(f".{path.name}.old-{socket.gethostname()}-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)
@@ -94,7 +160,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
             os.replace(tmp, path)
     except BaseException:
         if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            _remove(tmp)
         raise
 
 

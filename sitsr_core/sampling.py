@@ -29,6 +29,7 @@ import torch
 from . import diffusion
 from .errors import SitsrDataError, SitsrInputError
 from .filters import block_sum
+from .io import remove_stale_temporaries
 
 
 # ------------------------------------------------------------------------------------------ DDIM
@@ -417,12 +418,43 @@ def _read_context(data_path, date, lr_file, features=("sit_lr", "sic_lr", "diver
     return fields, mask, coords, None if date is None else pd.Timestamp(date).strftime("%Y-%m-%d")
 
 
+def ensemble_metres(model, fields, mask, *, members: int, steps: int, eta: float = 0.0, seed: int = 0,
+                    chunk: int = 10, tile: int = 256, overlap: int = 32, tile_batch: int = 10,
+                    callback: Callable[[dict], None] | None = None) -> np.ndarray:
+    """An ensemble in metres from LR fields in metres: normalise, :func:`generate`, back, :func:`postprocess`.
+
+    Parameters
+    ----------
+    model : Denoiser
+    fields : dict of str -> ndarray, shape (H, W)
+        The LR features of ``model`` in physical units, with ``sit_lr`` and ``sic_lr``.
+    mask : ndarray of bool, shape (H, W)
+        True on ocean cells.
+    members, steps, eta, seed, chunk, tile, overlap, tile_batch, callback
+        As in :func:`generate`.
+
+    Returns
+    -------
+    ndarray, shape (members, H, W)
+        Sea-ice thickness (m), NaN on land.
+    """
+    ctx = model.context({k: torch.from_numpy(v) for k, v in fields.items()}, torch.from_numpy(mask))
+    y = generate(model, ctx, torch.from_numpy(mask.astype(np.float32)), members=members, steps=steps, eta=eta,
+                 seed=seed, chunk=chunk, tile=tile, overlap=overlap, tile_batch=tile_batch, callback=callback)
+    sit = model.to_metres(y.numpy(), fields["sit_lr"][None])
+    return postprocess(sit, mask, fields["sic_lr"])
+
+
 def downscale(run_dir, data_path, date, members: int | None = None, steps: int | None = None,
               eta: float | None = None, seed: int | None = None, out_path=None, conserve: bool = False,
               lr_file=None, *, overwrite: bool = False, chunk: int | None = None, tile: int | None = None,
               overlap: int | None = None, tile_batch: int | None = None, block: int = 30, lr_block_means=None,
               device: str | None = None, bf16: bool | None = None, progress: bool = True) -> Path:
     """Generate an ensemble for one date and write it as a CF netCDF file.
+
+    Global attributes record the sampling settings, the provenance of the code and configuration
+    (:func:`sitsr_core.provenance.provenance`) and, for a dataset date, the dataset's
+    ``dataset_fingerprint`` and ``dataset_identity`` (:func:`sitsr_core.provenance.dataset_attrs`).
 
     Parameters
     ----------
@@ -466,8 +498,10 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     import xarray as xr
     from tqdm.auto import tqdm
 
+    from . import dataset as dsmod
     from . import grid as gridmod
     from . import io as iomod
+    from . import provenance as prov
     from .checkpoint import load_run
 
     if out_path is None:
@@ -495,17 +529,14 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
         raise SitsrInputError(f"downscale: overlap {overlap} must be >= 0 and < tile / 2 (tile {tile})")
 
     fields, mask, coords, date = _read_context(data_path, date, lr_file, cfg.data.features)
+    dataset = None if lr_file is not None else prov.dataset_record(dsmod.open_dataset(data_path), data_path)
     H, W = mask.shape
-    ctx = model.context({k: torch.from_numpy(v) for k, v in fields.items()}, torch.from_numpy(mask))
     n_evals = 1 if model.regression else steps
     bar = tqdm(total=-(-members // chunk) * n_evals, desc=f"downscale {date or ''}", unit="step",
                disable=not progress, leave=False)
-    y = generate(model, ctx, torch.from_numpy(mask.astype(np.float32)), members=members, steps=steps, eta=eta,
-                 seed=seed, chunk=chunk, tile=tile, overlap=overlap, tile_batch=tile_batch,
-                 callback=lambda d: bar.update(1))
+    sit = ensemble_metres(model, fields, mask, members=members, steps=steps, eta=eta, seed=seed, chunk=chunk,
+                          tile=tile, overlap=overlap, tile_batch=tile_batch, callback=lambda d: bar.update(1))
     bar.close()
-    sit = model.to_metres(y.numpy(), fields["sit_lr"][None])
-    sit = postprocess(sit, mask, fields["sic_lr"])
     if conserve:
         target = block_means(fields["sit_lr"], mask, block) if lr_block_means is None else lr_block_means
         allowed = mask & np.isfinite(fields["sic_lr"]) & (fields["sic_lr"] > 0)
@@ -554,11 +585,12 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
         "Conventions": "CF-1.8",
         "title": "sitsr generated sea-ice thickness ensemble",
         "run": str(Path(run_dir).resolve()),
-        "config_hash": cfg.hash(),
+        **prov.provenance(cfg),
         "steps": steps, "eta": float(eta), "seed": seed, "members": members,
         "conserve": int(bool(conserve)), "conserve_block": block,
         "objective": cfg.train.objective, "target": cfg.data.target,
         "date": date or "", "source": str(lr_file if lr_file is not None else data_path),
+        **({} if dataset is None else prov.dataset_attrs(dataset)),
     }
     enc = {v: {"zlib": True, "complevel": 4} for v in ("sit_ai", "sit_ai_mean", "sit_ai_std", "sit_lr")}
     with iomod.atomic_output(out_path, overwrite=overwrite) as tmp:
@@ -581,7 +613,7 @@ def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = Fal
     Dates are sharded over ranks (``RANK``/``WORLD_SIZE`` from torchrun by default):
     rank ``r`` takes dates ``r, r + world_size, ...``; each file is written atomically,
     so an interrupted run leaves completed dates and no partial file, and a rerun
-    does only what is missing.
+    does only what is missing (after removing the temporaries of killed processes).
 
     Parameters
     ----------
@@ -607,6 +639,7 @@ def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = Fal
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     done = []
     for date in list(dates)[rank::world_size]:
         path = out_dir / output_name(date)

@@ -24,6 +24,20 @@ gradient. Rank 0 validates and writes the run folder.
 The EMA of the weights uses the decay ``min(train.ema, (1 + step) / (10 + step))``
 (a warm-up, so that short runs are not dominated by the initial weights); the
 learning rate is constant.
+
+Interruptions: every file of the run folder is written atomically
+(:func:`sitsr_core.io.atomic_output`), so a crash leaves the last checkpoint and no partial file;
+``resume=True`` removes the temporaries of killed processes, drops the ``metrics.csv`` rows after
+the checkpoint and continues bit-identically (a run killed before its first checkpoint restarts
+from step 0). The first SIGINT (Ctrl-C) stops the loop after the current step, saves a checkpoint
+there and raises :class:`~sitsr_core.errors.SitsrInterrupted` ("interrupted at step N; resume
+with --resume"; the CLI exits with status 130); a second SIGINT interrupts at once. Under DDP the
+ranks agree on the stop through an all-reduce of the request after each step.
+
+Testing hook: the environment variable ``SITSR_TEST_KILL_AT_STEP=N`` (or ``N:INT``) makes the
+process send itself SIGKILL (or SIGINT) at the end of step ``N``, after that step's writes; with
+``SITSR_TEST_KILL_BEFORE_RENAME`` (:data:`sitsr_core.io.KILL_BEFORE_RENAME_ENV`) it dies in the
+middle of writing a file. The interruption tests use them to stop a run at exact points.
 """
 
 from __future__ import annotations
@@ -33,7 +47,10 @@ import copy
 import json
 import math
 import os
+import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,14 +59,18 @@ import torch
 
 from . import checkpoint as ck
 from . import diffusion
+from . import io as iomod
+from . import provenance as prov
 from .config import Config, apply_overrides, profile
-from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
+from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, SitsrInterrupted
 from .networks import build_network
 
 #: Diffusion times of the validation loss.
 VAL_T = (np.arange(8) + 0.5) / 8
 #: Fixed patches scored by the validation loss.
 VAL_PATCHES = 16
+#: Testing hook (see the module docstring).
+KILL_AT_STEP_ENV = "SITSR_TEST_KILL_AT_STEP"
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -197,7 +218,7 @@ class Validator:
         ctx, y = ctx.to(self.device), y.to(self.device)
         mask = ctx[:, -1:]
         model = diffusion.Denoiser(net, self.cfg, {}, bf16=self.cfg.train.bf16,
-                                   channels_last=self.cfg.train.channels_last)
+                                   channels_last=self.cfg.train.channels_last, compile=False)
         sums = counts = 0.0
         ts = VAL_T[:1] if self.cfg.train.objective == "regression" else VAL_T
         for i, t in enumerate(ts):
@@ -214,7 +235,7 @@ class Validator:
         if not self.enabled:
             return None, None
         cfg = self.cfg
-        model = diffusion.Denoiser(net, cfg, stats)
+        model = diffusion.Denoiser(net, cfg, stats, compile=False)  # a few small ensembles: not worth compiling
         p = self.phys
         mask = p["mask"]
         err = err_i = n = 0.0
@@ -244,7 +265,83 @@ def _config_diff(a: Config, b: Config) -> list[str]:
 
 
 def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": gen.get_state(), "torch_global": torch.get_rng_state()}
+    return {"numpy": rng.bit_generator.state, "torch": gen.get_state(), "torch_global": torch.get_rng_state(),
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict, rng: np.random.Generator, gen: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    gen.set_state(state["torch"])
+    torch.set_rng_state(state["torch_global"])
+    if "python" in state:  # checkpoints written before the python state was saved
+        random.setstate(state["python"])
+
+
+class StopRequest:
+    """SIGINT handler of the training loop (a context manager, main thread only).
+
+    The first SIGINT sets :attr:`requested` (the loop stops after the current step, with a
+    checkpoint); the handler then restores the previous one, so a second SIGINT interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle) or signal.SIG_DFL  # None: set from C
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        self._restore()
+        print("\nSIGINT: stopping after this step with a checkpoint (press Ctrl-C again to abort now)",
+              file=sys.stderr)
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
+def _test_hook(step: int) -> None:
+    """Send the signal named by ``$SITSR_TEST_KILL_AT_STEP`` (``N``: SIGKILL, ``N:INT``: SIGINT) at step N."""
+    value = os.environ.get(KILL_AT_STEP_ENV)
+    if value:
+        at, _, name = value.partition(":")
+        if int(at) == step:
+            os.kill(os.getpid(), getattr(signal, "SIG" + (name or "KILL")))
+
+
+def _agreed(flag: bool, dist, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is set on any rank."""
+    if dist is None:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _provenance(run_dir: Path, start: int, dataset: dict, cfg: Config) -> dict:
+    """The run folder's ``provenance.json``: its dataset and one entry per training session."""
+    sessions = []
+    if start and (run_dir / ck.PROVENANCE).exists():
+        sessions = [s for s in ck.read_provenance(run_dir)["sessions"] if s["from_step"] < start]
+    return {"dataset": dataset, "sessions": sessions + [{"from_step": start, **prov.provenance(cfg)}]}
+
+
+def _check_same_dataset(run_dir: Path, dataset: dict) -> None:
+    """Refuse to resume a run on another dataset than the one it started on."""
+    if not (run_dir / ck.PROVENANCE).exists():
+        return
+    trained = ck.read_provenance(run_dir)["dataset"]
+    if trained["fingerprint"] != dataset["fingerprint"]:
+        raise SitsrConfigError(f"{run_dir}: cannot resume on {dataset['path']}: the run was trained on "
+                               f"{trained['path']} ({prov.differences(dataset['identity'], trained['identity'])})")
 
 
 @torch.no_grad()
@@ -264,8 +361,9 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     run_dir : path
         Run folder (created; must not hold a checkpoint unless ``resume``).
     resume : bool
-        Continue from ``run_dir/checkpoint.pt``. ``cfg`` must equal the saved config
-        except for ``train.steps`` (which may be raised to extend a run).
+        Continue from ``run_dir/checkpoint.pt`` (from step 0 when the run was stopped before its
+        first checkpoint). ``cfg`` must equal the saved config except for ``train.steps`` (which
+        may be raised to extend a run), and the dataset must be the one the run started on.
     progress : bool
         tqdm progress bar (rank 0).
     device : str, optional
@@ -279,6 +377,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     ------
     SitsrInputError
         Missing dataset, an existing run without ``resume``, or an incompatible resume.
+    SitsrInterrupted
+        On SIGINT, after saving a checkpoint at the current step.
     """
     from tqdm.auto import tqdm
 
@@ -295,18 +395,21 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
 
     ds = dsmod.open_dataset(data_path)
     stats = dsmod.norm_stats(ds)
+    dataset = prov.dataset_record(ds, data_path)
     start = 0
     state = None
     if resume:
-        if not ckpt_path.exists():
-            raise SitsrInputError(f"{ckpt_path}: nothing to resume")
+        if not (run_dir / ck.CONFIG).exists():
+            raise SitsrInputError(f"{run_dir}: nothing to resume (no {ck.CONFIG}: no run was started there)")
         saved = ck.read_config(run_dir)
         diff = [d for d in _config_diff(saved, cfg) if not d.startswith("train.steps:")]
         if diff:
             raise SitsrConfigError(f"{run_dir}: cannot resume with a different configuration ({'; '.join(diff)})")
-        state = ck.load_checkpoint(ckpt_path)
-        stats = ck.read_norm_stats(run_dir)
-        start = int(state["step"])
+        _check_same_dataset(run_dir, dataset)
+        if ckpt_path.exists():  # otherwise the run was stopped before its first checkpoint: restart at step 0
+            state = ck.load_checkpoint(ckpt_path)
+            stats = ck.read_norm_stats(run_dir)
+            start = int(state["step"])
     elif ckpt_path.exists():
         raise SitsrInputError(f"{run_dir}: already holds a run; pass resume=True (--resume) or choose another folder")
 
@@ -315,6 +418,7 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     validator = Validator(ds, cfg, stats, dev) if rank == 0 else None
 
     torch.manual_seed(tc.seed)
+    random.seed(tc.seed)
     net = build_network(cfg).to(dev)
     rng = np.random.default_rng(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
@@ -329,16 +433,17 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         net.load_state_dict(state["model"])
         ema_net.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]["numpy"]
-        gen.set_state(state["rng"]["torch"])
-        torch.set_rng_state(state["rng"]["torch_global"])
+        _set_rng_state(state["rng"], rng, gen)
         rows = [r for r in ck.read_metrics(run_dir / ck.METRICS) if r["step"] <= start]
         acc0 = state.get("log_accumulator", (0.0, 0))
 
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        iomod.remove_stale_temporaries(run_dir)
         ck.write_text(run_dir / ck.CONFIG, cfg.to_json() + "\n")
         ck.write_text(run_dir / ck.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        ck.write_text(run_dir / ck.PROVENANCE, json.dumps(_provenance(run_dir, start, dataset, cfg), indent=2) + "\n")
+        ck.write_metrics(run_dir / ck.METRICS, rows)  # drops the rows logged after the checkpoint
 
     model = net
     if dist is not None:
@@ -367,57 +472,66 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
             })
             ck.write_metrics(run_dir / ck.METRICS, rows)
 
-    for step in range(start + 1, tc.steps + 1):
-        t0 = time.perf_counter()
-        net.train()
-        draws = sampler.draw(rng, tc.batch)
-        t = diffusion.sample_t(tc.batch, gen)
-        noise = torch.randn((tc.batch, 1, cfg.data.patch, cfg.data.patch), generator=gen)
-        ocean = sampler.ocean_cells(draws)
-        ctx, y = make_batch(data, draws[sl], cfg.data.patch)
-        ctx = torch.from_numpy(ctx).to(dev).contiguous(memory_format=mf)
-        y = torch.from_numpy(y).to(dev).contiguous(memory_format=mf)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
-            sums, _ = diffusion.loss_terms(model, y, ctx, ctx[:, -1:], cfg, t=t[sl].to(dev),
-                                           noise=noise[sl].to(dev).contiguous(memory_format=mf))
-        loss = sums.sum() / max(ocean, 1.0)
-        opt.zero_grad(set_to_none=True)
-        (loss * world).backward()
-        opt.step()
-        _ema_update(ema_params, params, min(tc.ema, (1 + step) / (10 + step)))
-        value = loss.detach()
-        if dist is not None:
-            dist.all_reduce(value)
-        value = float(value)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss is {value} at step {step}")
-        acc_loss, acc_n = acc_loss + value, acc_n + 1
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t_log, n_log = t_log + time.perf_counter() - t0, n_log + tc.batch
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+    with StopRequest() as stop:
+        for step in range(start + 1, tc.steps + 1):
+            t0 = time.perf_counter()
+            net.train()
+            draws = sampler.draw(rng, tc.batch)
+            t = diffusion.sample_t(tc.batch, gen)
+            noise = torch.randn((tc.batch, 1, cfg.data.patch, cfg.data.patch), generator=gen)
+            ocean = sampler.ocean_cells(draws)
+            ctx, y = make_batch(data, draws[sl], cfg.data.patch)
+            ctx = torch.from_numpy(ctx).to(dev).contiguous(memory_format=mf)
+            y = torch.from_numpy(y).to(dev).contiguous(memory_format=mf)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                sums, _ = diffusion.loss_terms(model, y, ctx, ctx[:, -1:], cfg, t=t[sl].to(dev),
+                                               noise=noise[sl].to(dev).contiguous(memory_format=mf))
+            loss = sums.sum() / max(ocean, 1.0)
+            opt.zero_grad(set_to_none=True)
+            (loss * world).backward()
+            opt.step()
+            _ema_update(ema_params, params, min(tc.ema, (1 + step) / (10 + step)))
+            value = loss.detach()
+            if dist is not None:
+                dist.all_reduce(value)
+            value = float(value)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss is {value} at step {step}")
+            acc_loss, acc_n = acc_loss + value, acc_n + 1
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t_log, n_log = t_log + time.perf_counter() - t0, n_log + tc.batch
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
 
-        last = step == tc.steps
-        row = None
-        if step % tc.log_every == 0 or last:
-            row = {"step": step, "loss": acc_loss / acc_n, "lr": opt.param_groups[0]["lr"],
-                   "samples_per_s": n_log / max(t_log, 1e-9)}
-            acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
-        if (step % tc.val_every == 0 or last) and rank == 0 and validator is not None and validator.enabled:
-            row = row or {"step": step}
-            row["val_loss"] = validator.loss(ema_net)
-            row["val_rmse"], row["val_rmse_interp"] = validator.ensemble_rmse(ema_net, stats)
-        if row is not None and rank == 0:
-            rows.append(row)
-            if "val_loss" in row:
-                bar.write(f"step {step}: val_loss {_fmt(row['val_loss'])} val_rmse {_fmt(row['val_rmse'])} m "
-                          f"(interp {_fmt(row['val_rmse_interp'])} m)")
-            ck.write_metrics(run_dir / ck.METRICS, rows)
-        if step % tc.ckpt_every == 0 or last:
-            checkpoint(step)
-        if dist is not None and (last or step % tc.ckpt_every == 0 or step % tc.val_every == 0):
-            dist.barrier()
+            last = step == tc.steps
+            row = None
+            if step % tc.log_every == 0 or last:
+                row = {"step": step, "loss": acc_loss / acc_n, "lr": opt.param_groups[0]["lr"],
+                       "samples_per_s": n_log / max(t_log, 1e-9)}
+                acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
+            if (step % tc.val_every == 0 or last) and rank == 0 and validator is not None and validator.enabled:
+                row = row or {"step": step}
+                row["val_loss"] = validator.loss(ema_net)
+                row["val_rmse"], row["val_rmse_interp"] = validator.ensemble_rmse(ema_net, stats)
+            if row is not None and rank == 0:
+                rows.append(row)
+                if "val_loss" in row:
+                    bar.write(f"step {step}: val_loss {_fmt(row['val_loss'])} val_rmse {_fmt(row['val_rmse'])} m "
+                              f"(interp {_fmt(row['val_rmse_interp'])} m)")
+                ck.write_metrics(run_dir / ck.METRICS, rows)
+            if step % tc.ckpt_every == 0 or last:
+                checkpoint(step)
+            if dist is not None and (last or step % tc.ckpt_every == 0 or step % tc.val_every == 0):
+                dist.barrier()
+            _test_hook(step)
+            if not last and _agreed(stop.requested, dist, dev):
+                if step % tc.ckpt_every:
+                    checkpoint(step)
+                if dist is not None:
+                    dist.barrier()
+                bar.close()
+                raise SitsrInterrupted(f"{run_dir}: interrupted at step {step}; resume with --resume")
     bar.close()
     if start >= tc.steps and rank == 0:
         checkpoint(start)
@@ -458,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     except SitsrInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SitsrInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return 130
     finally:
         if dist is not None and dist.is_initialized():
             dist.destroy_process_group()

@@ -57,6 +57,14 @@ def tiny_dataset(tiny_moorings, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_dataset(tiny_moorings, tmp_path_factory) -> Path:
+    """The same moorings constituted with a 96 km kernel: another dataset on the same grid and dates."""
+    out = tmp_path_factory.mktemp("data") / "tiny96.zarr"
+    return dataset.constitute(str(tiny_moorings / "Moorings_*.nc"), out, kernel_km=96.0, splits=TINY_SPLITS,
+                              progress=False)
+
+
+@pytest.fixture(scope="session")
 def cfcheck(tmp_path_factory):
     """Return ``check(path) -> (errors, warnings, output)`` running ``cfchecks`` offline with local tables."""
     import gzip

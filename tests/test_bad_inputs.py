@@ -3,14 +3,18 @@ no partial output. The README's table of cases is this list."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import xarray as xr
 
 from conftest import TINY_DATES, TINY_GRID, smooth_fields
-from sitsr_core import io
+from sitsr_core import checkpoint as ck
+from sitsr_core import dataset, io, sampling
 from sitsr_core.cli import main
+from sitsr_core.config import apply_overrides, profile
+from sitsr_core.train import train
 
 
 def moorings(folder, dates=TINY_DATES[:14], edit=None, name="Moorings_2020m11.nc"):
@@ -183,6 +187,12 @@ def test_train_missing_dataset(capsys, tmp_path):
 
 
 # --- downscale / evaluate -----------------------------------------------------------------------
+def evaluate_args(run, data, tmp_path):
+    """``sitsr evaluate`` of the first test day, 2 members, 1 step, ensembles in ``tmp_path/outs``."""
+    return ("evaluate", "--run", run, "--data", data, "--members", "2", "--steps", "1", "--max-days", "1",
+            "--outputs", tmp_path / "outs", "--out", tmp_path / "m.json", "--no-progress")
+
+
 def test_downscale_missing_run(capsys, tmp_path, tiny_dataset):
     expect_error(capsys, "run folder not found", "downscale", "--run", tmp_path / "none", "--data", tiny_dataset, "--date",
                  "2020-12-01", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
@@ -223,6 +233,60 @@ def test_downscale_features_the_model_needs(capsys, tmp_path, tiny_dataset, smok
     ds.to_netcdf(tmp_path / "lr.nc")
     expect_error(capsys, "use a model trained with data.features=sit_lr,sic_lr", "downscale", "--run", smoke_run,
                  "--lr-file", tmp_path / "lr.nc", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+
+
+def test_train_resume_on_another_dataset(capsys, tmp_path, other_dataset, smoke_run):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    expect_error(capsys, f"{run}: cannot resume on {other_dataset}: the run was trained on", "train", "--data",
+                 other_dataset, "--run", run, "--profile", "smoke", "--resume")
+    assert ck.load_checkpoint(run / "checkpoint.pt")["step"] == 6  # untouched
+
+
+def test_evaluate_outputs_of_another_dataset(capsys, tmp_path, tiny_dataset, other_dataset, smoke_run):
+    sampling.downscale_dates(smoke_run, other_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+                             progress=False)
+    expect_error(capsys, f"sit_hrai_20201211.nc: made from another dataset than {tiny_dataset.resolve()} "
+                 "(file vs dataset: kernel_km 96 vs 120;", *evaluate_args(smoke_run, tiny_dataset, tmp_path),
+                 absent=tmp_path / "m.json")
+
+
+def test_evaluate_outputs_of_another_run(capsys, tmp_path, tiny_dataset, smoke_run):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    (run / "config.json").write_text(apply_overrides(profile("smoke"), ["sample.seed=1"]).to_json())
+    sampling.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+                             progress=False)
+    expect_error(capsys, "sit_hrai_20201211.nc: made by another run (config hash",
+                 *evaluate_args(run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
+
+
+def test_evaluate_outputs_of_another_ensemble_size(capsys, tmp_path, tiny_dataset, smoke_run):
+    sampling.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=3, steps=1,
+                             progress=False)
+    expect_error(capsys, "sit_hrai_20201211.nc: holds 3 members, not 2",
+                 *evaluate_args(smoke_run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
+
+
+def test_evaluate_regression_run_of_another_dataset(capsys, tmp_path, tiny_dataset, other_dataset, smoke_run):
+    reg = train(apply_overrides(profile("smoke"), ["train.objective=regression", "train.steps=1"]), other_dataset,
+                tmp_path / "reg", progress=False)
+    args = (*evaluate_args(smoke_run, tiny_dataset, tmp_path), "--regression-run", reg)
+    expect_error(capsys, f"--regression-run {reg} was trained on another dataset ({other_dataset.resolve()}) than "
+                 f"--run {smoke_run} ({tiny_dataset.resolve()}): kernel_km 96 vs 120", *args,
+                 absent=tmp_path / "m.json")
+    assert not (tmp_path / "outs").exists()  # refused before generating anything
+
+
+def test_evaluate_regression_run_of_another_dataset_without_provenance(capsys, tmp_path, tiny_dataset, other_dataset,
+                                                                      smoke_run):
+    reg = tmp_path / "reg"  # a run trained before provenance.json existed, on the 96 km dataset
+    shutil.copytree(smoke_run, reg)
+    (reg / "provenance.json").unlink()
+    (reg / "norm_stats.json").write_text(json.dumps(dataset.norm_stats(dataset.open_dataset(other_dataset))))
+    expect_error(capsys, f"--regression-run {reg} was trained on another dataset than --run {smoke_run} (their "
+                 "norm_stats.json differ)", *evaluate_args(smoke_run, tiny_dataset, tmp_path), "--regression-run", reg,
+                 absent=tmp_path / "m.json")
 
 
 def test_notebooks_unknown_name(capsys, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from sitsr_core import evaluate, metrics
+from sitsr_core.config import profile
 from sitsr_core.dataset import open_dataset
 from sitsr_core.errors import SitsrInputError
 
@@ -38,8 +39,23 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
     mtimes = [f.stat().st_mtime_ns for f in files]
     evaluate.evaluate(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # completed dates are not regenerated
-    with pytest.raises(SitsrInputError, match="another run or ensemble size"):
+    with pytest.raises(SitsrInputError, match="holds 3 members, not 2"):
         evaluate.evaluate(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs", progress=False)
+    assert mtimes == [f.stat().st_mtime_ns for f in files]  # refused before touching anything
+
+
+def test_provenance_of_scores_and_ensembles(smoke_run, tiny_dataset, tmp_path):
+    r = evaluate.evaluate(smoke_run, tiny_dataset, "test", members=2, steps=1, max_days=1, outputs=tmp_path,
+                          progress=False)
+    p = r["provenance"]
+    versions = ("sitsr_version", "python_version", "torch_version", "numpy_version", "xarray_version", "git_commit",
+                "git_dirty")
+    assert p["config_hash"] == profile("smoke").hash() and all(p[k] for k in versions)
+    assert p["dataset_fingerprint"] and p["dataset_identity"]["kernel_km"] == "120"
+    with xr.open_dataset(tmp_path / "sit_hrai_20201211.nc") as o:
+        assert {k: o.attrs[k] for k in versions + ("config_hash", "dataset_fingerprint")} == \
+            {k: p[k] for k in versions + ("config_hash", "dataset_fingerprint")}
+        assert json.loads(o.attrs["dataset_identity"]) == p["dataset_identity"]
 
 
 def test_pick_days_spreads_evenly():

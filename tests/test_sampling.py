@@ -265,6 +265,8 @@ def test_downscale_writes_cf_file(smoke_run, tiny_dataset, tmp_path, cfcheck):
         assert ds["polar_stereographic"].attrs["grid_mapping_name"] == "polar_stereographic"
         assert ds.attrs["steps"] == 2 and ds.attrs["seed"] == 7 and ds.attrs["eta"] == 0.0
         assert ds.attrs["config_hash"] and ds.attrs["conserve"] == 0
+        assert ds.attrs["git_commit"] and ds.attrs["torch_version"] == torch.__version__
+        assert ds.attrs["dataset_fingerprint"] and "kernel_km" in ds.attrs["dataset_identity"]
         sit, mask = ds["sit_ai"].values, ds["mask"].values.astype(bool)
         assert np.all(sit >= 0) and np.all(sit[:, ~mask] == 0) and np.isfinite(sit).all()
         np.testing.assert_allclose(ds["sit_ai_mean"].values, sit.mean(0), rtol=1e-5, atol=1e-6)

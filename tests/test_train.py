@@ -70,9 +70,15 @@ def _tensors(state, prefix=""):
 
 def test_run_folder_contents(runs, tiny_dataset):
     full, _ = runs
-    for name in ("checkpoint.pt", "config.json", "norm_stats.json", "metrics.csv"):
-        assert (full / name).exists()
-    assert not [p for p in full.iterdir() if "tmp" in p.name]
+    assert sorted(p.name for p in full.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "norm_stats.json",
+                                                      "provenance.json"]  # no temporary file
+    prov = json.loads((full / "provenance.json").read_text())
+    assert prov["dataset"]["path"] == str(Path(tiny_dataset).resolve())
+    assert prov["dataset"]["identity"]["kernel_km"] == "120"
+    (session,) = prov["sessions"]
+    assert session["from_step"] == 0 and session["config_hash"] == profile("smoke").hash()
+    assert {"sitsr_version", "python_version", "torch_version", "numpy_version", "xarray_version", "git_commit",
+            "git_dirty"} <= set(session)
     assert Config.from_dict(json.loads((full / "config.json").read_text())) == profile("smoke")
     stats = json.loads((full / "norm_stats.json").read_text())
     assert set(stats) >= {"sit", "sit_lr", "anomaly"}
@@ -117,6 +123,14 @@ def test_refuses_to_clobber_or_resume_a_different_config(runs, tiny_dataset):
                        progress=False)
     with pytest.raises(SitsrInputError, match="nothing to resume"):
         trainmod.train(profile("smoke"), tiny_dataset, full.parent / "none", resume=True, progress=False)
+
+
+def test_resumed_run_records_each_session(runs):
+    _, part = runs
+    sessions = json.loads((part / "provenance.json").read_text())["sessions"]
+    assert [s["from_step"] for s in sessions] == [0, 3]
+    assert sessions[0]["config_hash"] == apply_overrides(profile("smoke"), ["train.steps=3"]).hash()
+    assert sessions[1]["config_hash"] == profile("smoke").hash()
 
 
 def test_two_process_gloo_matches_single_process(runs, tiny_dataset, tmp_path):

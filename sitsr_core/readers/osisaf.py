@@ -237,6 +237,9 @@ def read_osisaf_drift(path: str | os.PathLike, min_status_flag: int = NOMINAL_FL
     )
     proj4 = _projection(raw, path)
     coords, x, y, dx = _grid_coords(raw, path, proj4)
+    if min(x.size, y.size) < 2:
+        raise SitsrDataError(f"{path}: drift grid of {y.size} x {x.size} vectors is too small to compute "
+                             "divergence and shear (need at least 2 x 2)")
     squeeze = lambda a: np.asarray(a.values if hasattr(a, "values") else a).reshape(a.shape[-2:])  # noqa: E731
     div, shear = drift_deformation(squeeze(u), squeeze(v), x / 1000.0, y / 1000.0)
     conversions.append("divergence, shear: centred differences of u, v (km/day) over the 62.5 km grid -> day-1")

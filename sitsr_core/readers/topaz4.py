@@ -46,7 +46,10 @@ FILL_THRESHOLD = 1e30
 
 
 def curvilinear_spacing_km(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
-    """Median and 95th percentile of the great-circle distance between neighbouring cell centres (km)."""
+    """Median and 95th percentile of the great-circle distance between neighbouring cell centres (km).
+
+    NaN when the grid has no pair of neighbours with finite coordinates (e.g. a single cell).
+    """
     R = 6371.0
     la, lo = np.radians(lat), np.radians(lon)
 
@@ -59,6 +62,8 @@ def curvilinear_spacing_km(lat: np.ndarray, lon: np.ndarray) -> tuple[float, flo
         dist(la[:-1], lo[:-1], la[1:], lo[1:]).ravel(),
     ])
     d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan"), float("nan")
     return float(np.median(d)), float(np.percentile(d, 95))
 
 
@@ -86,7 +91,7 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     -------
     xarray.Dataset
         dims ``(y, x)``; ``sit`` (m, grid-cell mean = effective thickness, NaN on land), ``sic``
-        (0-1, NaN on land), ``mask`` (uint8, 1 = ocean: ``mask == 1`` and not fill); 2-D
+        (0-1, NaN on land), ``mask`` (uint8, 1 = ocean: ``mask == 1`` and neither field fill nor NaN); 2-D
         ``latitude``/``longitude`` coordinates; scalar ``time`` when the file states its date.
         ``attrs``: ``product="TOPAZ4"``, ``grid`` (``nh25km``, ``nh128x128`` or ``curvilinear``),
         ``grid_spacing_km`` (median neighbour distance), ``max_grid_spacing_km`` (95th percentile),
@@ -96,7 +101,7 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     ------
     SitsrDataError
         Not a netCDF file, truncated, another product (names what it found), missing variables,
-        thickness in implausible units, or no valid value.
+        thickness in implausible units, no valid value, or a grid whose spacing cannot be measured.
     """
     import netCDF4
 
@@ -119,7 +124,8 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     conversions: list[str] = []
     hice = raw["hice"].astype(np.float64)
     cice = raw["cice"].astype(np.float64)
-    fill = (hice.values > FILL_THRESHOLD) | (cice.values > FILL_THRESHOLD) | ~np.isfinite(hice.values)
+    fill = (hice.values > FILL_THRESHOLD) | (cice.values > FILL_THRESHOLD) | ~np.isfinite(hice.values) \
+        | ~np.isfinite(cice.values)
     ocean = (raw["mask"].values == 1) & ~fill
     conversions.append(
         f"land = mask==0 or netCDF default fill (> {FILL_THRESHOLD:g}) -> NaN ({int(fill.sum())} fill cells, "
@@ -140,6 +146,9 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     lon = raw["longitude"].values.astype(np.float32)
     spacing, spacing95 = curvilinear_spacing_km(lat.astype(np.float64), lon.astype(np.float64))
     ny, nx = hice.shape
+    if not np.isfinite(spacing):
+        raise SitsrDataError(f"{path}: cannot measure the grid spacing of {ny} x {nx} cells "
+                             "(no two neighbouring cells with finite latitude/longitude)")
     grid = {(121, 154): "nh25km", (128, 128): "nh128x128"}.get((ny, nx), "curvilinear")
 
     ds = xr.Dataset(
