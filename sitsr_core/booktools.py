@@ -29,6 +29,7 @@ import tarfile
 from pathlib import Path
 
 from .errors import SitsrInputError
+from .io import atomic_output
 
 #: Attributes that load or link a non-relative URL: http(s), protocol-relative, root-absolute or file.
 _NON_RELATIVE = re.compile(
@@ -39,12 +40,11 @@ _NOTEBOOK_LINK = re.compile(r"\[([^\]]*)\]\(((?![a-z]+://)[^()\s#]+\.ipynb)(#[^(
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temporary file + rename), leaving an identical file untouched."""
+    """Write ``text`` atomically (:func:`sitsr_core.io.atomic_output`), leaving an identical file untouched."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return  # keep the mtime: Sphinx then skips rereading the page
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike) -> list[Path]:
@@ -170,56 +170,67 @@ def write_api_page(book_dir: str | os.PathLike, package: str = "sitsr_core") -> 
     return modules
 
 
-def _flatten(record: dict, prefix: str = "") -> dict:
-    """Scalar items of a nested record, with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
-    flat = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        elif value is None or isinstance(value, (str, int, float, bool)):
-            flat[name] = value
-    return flat
+#: Display order of the benchmarked models (others follow in file order).
+_MODELS = ("sitsr", "sitsr_compile", "diffusers")
+#: Labels of the data-stage timings (``benchmarks/data.py``).
+_DATA_STAGES = {"synth_day_s": "synthetic day (`synth_day`)", "constitute_day_s": "dataset day (`constitute_day`)",
+                "box_filter_s": "box filter (`box_filter`)"}
+#: The paragraph opening the performance page.
+_PAGE_INTRO = (
+    "{n} benchmark run{s} of `python -m benchmarks.run`, one section per file of `{source}` (method and sizes: "
+    "`benchmarks/README.md`). The sitsr network is compared with a diffusers `UNet2DModel` of the same size; a "
+    "speed-up (*vs diffusers*) is sitsr's throughput over the baseline's, higher is better. Times are medians of "
+    "interleaved repeats with the interquartile range (IQR) in brackets. Peak memory is the peak RSS of a fresh "
+    "process on a CPU and `torch.cuda.max_memory_allocated` on a GPU, followed by its growth over the memory held "
+    "before the measured call. `bf16_cl`: bf16 autocast with channels_last tensors; `sitsr_compile`: sitsr "
+    "through `torch.compile` (the baseline runs eagerly)."
+)
+#: A ``summary`` speed-up key: section and precision (``sample_full_bf16_cl``).
+_SUMMARY_RATIO = re.compile(r"(train|sample_full|sample)_(.+)")
+#: Characters that Markdown (with MyST's dollarmath) would read as markup.
+_MARKUP = re.compile(r"([\\`*_\[\]<>|$])")
 
 
-def read_benchmarks(results_dir: str | os.PathLike) -> list[dict]:
-    """Read benchmark records from ``results_dir/*.json``.
+def read_benchmarks(results_dir: str | os.PathLike) -> dict[str, dict]:
+    """Read the results files ``results_dir/*.json`` written by ``python -m benchmarks.run``.
 
     Parameters
     ----------
     results_dir : path-like
-        Folder of JSON files, each holding one record (an object) or a list of records.
-        Nested objects are flattened to dotted keys; lists inside a record are ignored.
-        A missing folder means no results.
+        Folder of JSON files, each holding one benchmark run (an object with ``environment``,
+        ``summary`` and the sections ``train``, ``sample``, ``sample_full``, ``scaling``, ``data``;
+        any of them may be missing). A missing folder means no results.
 
     Returns
     -------
-    list of dict
-        Flat records in file order, each with a ``name`` (the file stem when absent).
+    dict
+        The runs by file name (``"cpu.json"``), sorted by name.
 
     Raises
     ------
     SitsrInputError
-        If a file is not valid JSON or holds something other than objects.
+        If a file is not valid JSON or not a JSON object.
     """
-    records = []
+    runs = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise SitsrInputError(f"{path}: not valid JSON ({err})") from err
-        items = data if isinstance(data, list) else [data]
-        if not all(isinstance(item, dict) for item in items):
-            raise SitsrInputError(f"{path}: expected a JSON object or a list of objects")
-        records += [{"name": path.stem, **_flatten(item)} for item in items]
-    return records
+        if not isinstance(data, dict):
+            raise SitsrInputError(f"{path}: expected a JSON object (a run of python -m benchmarks.run)")
+        runs[path.name] = data
+    return runs
 
 
-def _cell(value) -> str:
-    """A value as the text of a Markdown table cell."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else " ".join(str(value).split()).replace("|", "\\|")
+def _md(value) -> str:
+    """A value as Markdown text (one line, markup characters escaped); ``None`` is empty."""
+    return "" if value is None else _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _code(value) -> str:
+    """An identifier (model, precision) as inline code."""
+    return "`" + str(value).replace("`", "") + "`"
 
 
 def _is_number(value) -> bool:
@@ -227,63 +238,357 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _plot_benchmarks(records: list[dict], columns: list[str], path: Path) -> None:
-    """Save horizontal bar charts of ``columns`` (one panel each, one bar per record) to ``path``."""
-    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+def _num(value, digits: int = 4) -> str:
+    """A number as text: ``digits`` significant digits, whole with separators from ``10**digits`` on; else a dash."""
+    if not _is_number(value):
+        return "–"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    return f"{value:#.{digits}g}".rstrip(".") if isinstance(value, float) else str(value)
 
-    labels = [" · ".join(v for v in r.values() if isinstance(v, str)) or str(r["name"]) for r in records]
-    fig = Figure(figsize=(3.6 * len(columns) + 1.5, 0.35 * len(records) + 1.4))
-    axes = fig.subplots(1, len(columns), sharey=True, squeeze=False)
-    for ax, col in zip(axes[0], columns):
-        ax.barh(range(len(records)), [r[col] if _is_number(r.get(col)) else 0.0 for r in records], color="#2b6ca3")
-        ax.set_title(col, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(records)), labels)
-    axes[0][0].invert_yaxis()
+
+def _spread(median, low, high, digits: int = 4) -> str:
+    """``median (low–high)``, the range left out when unknown."""
+    text = _num(median, digits)
+    return f"{text} ({_num(low, digits)}–{_num(high, digits)})" if _is_number(low) and _is_number(high) else text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table (nothing when there are no rows), followed by a blank line."""
+    if not rows:
+        return []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _side(size) -> str:
+    """A domain size ``[H, W]`` as ``H×W``."""
+    return "×".join(str(s) for s in size) if isinstance(size, list) and size else "–"
+
+
+def _run_title(name: str, result: dict) -> str:
+    """Section title of a run: the GPU, else the CPU model and cores, then the file name."""
+    env = result.get("environment") or {}
+    if env.get("cuda"):
+        device = env["cuda"]
+    elif env.get("cpu_model"):
+        device = env["cpu_model"] + (f", {env['cpus']} cores" if env.get("cpus") else "")
+    else:
+        device = result.get("device") or "unknown device"
+    return f"{_md(device)} ({_md(name)})"
+
+
+def _environment_line(result: dict) -> str:
+    """One line: device, host, versions, commit, threads, allocator, load and start time of a run."""
+    env = result.get("environment") or {}
+    parts = []
+    if env.get("cuda"):
+        tf32 = {True: ", cuDNN TF32 on", False: ", cuDNN TF32 off"}.get(env.get("cudnn_allow_tf32"), "")
+        version = f"CUDA {_md(env['cuda_version'])}" if env.get("cuda_version") else ""
+        details = (version + tf32).removeprefix(", ")
+        parts.append(_md(env["cuda"]) + (f" ({details})" if details else ""))
+    host = ", ".join(p for p in (_md(env.get("cpu_model")), f"{env['cpus']} cores" if env.get("cpus") else "",
+                                 f"{env['mem_total_gb']} GB" if env.get("mem_total_gb") else "") if p)
+    if host:
+        parts.append(("host " if env.get("cuda") else "") + host)
+    parts += [f"{label} {_md(env[key])}" for key, label in (("torch", "torch"), ("diffusers", "diffusers"))
+              if env.get(key)]
+    if env.get("commit"):
+        dirty = {True: " (uncommitted changes)", False: " (clean)"}.get(env.get("dirty"), "")
+        parts.append(f"commit {_code(env['commit'])}{dirty}")
+    if env.get("torch_threads"):
+        n = env["torch_threads"]
+        parts.append(f"{n} torch thread{'s' * (n != 1)}")
+    if env.get("allocator"):
+        parts.append(f"{_md(env['allocator'])} allocator")
+    load = env.get("loadavg_start")
+    if isinstance(load, list) and load and _is_number(load[0]):
+        parts.append(f"load {load[0]:.1f} at start")
+    if env.get("started"):
+        parts.append("started " + _md(str(env["started"]).replace("T", " ")))
+    if result.get("sizes"):
+        parts.append(f"sizes {_code(result['sizes'])}")
+    return "**Environment:** " + (" · ".join(parts) or "not recorded") + "."
+
+
+def _bound(op: str, target, unit: str) -> str:
+    """A target as ``op target unit`` (``≥ 1.5×``, no line break), a dash when unknown."""
+    return f"{op}\N{NO-BREAK SPACE}{target:g}{unit}" if _is_number(target) else "–"
+
+
+def _headline_row(key: str, item: dict, full: dict) -> list[str] | None:
+    """A row (measure, value, target, verdict) of one ``summary`` entry; ``None`` for unknown entries.
+
+    ``full`` is the run's ``sample_full`` section, for the size of the full-grid ensemble.
+    """
+    verdict = {True: "met", False: "**missed**"}.get(item.get("met"), "n/a")
+    target = item.get("target")
+    if "ratio" in item:
+        match = _SUMMARY_RATIO.fullmatch(key)
+        kind, prec = match.groups() if match else (key, "")
+        what = {"train": "training", "sample": "sampling", "sample_full": "full-grid sampling"}.get(kind, kind)
+        value = f"{item['ratio']:.2f}×" if _is_number(item["ratio"]) else "n/a (no diffusers run)"
+        return [f"{what} speed-up" + (f", {_code(prec)}" if prec else ""), value, _bound("≥", target, "×"), verdict]
+    if "seconds" in item:
+        prec = key.removeprefix("sample_full_").removesuffix("_seconds")
+        size = f" ({full['members']} members × {full['steps']} steps)" if full.get("members") and full.get("steps") \
+            else ""
+        case = f", fastest sitsr ({_code(item['case'])})" if item.get("case") else ""
+        return [f"full-grid ensemble{size}, {_code(prec)}{case}",
+                f"{_num(item['seconds'], 3)} s", _bound("≤", target, "\N{NO-BREAK SPACE}s"), verdict]
+    if "peak_gb" in item:
+        return ["CPU peak memory, full-grid job", f"{_num(item['peak_gb'], 3)} GB", _bound("≤", target, "\N{NO-BREAK SPACE}GB"),
+                verdict]
+    return None
+
+
+def _headline(summary: dict, full: dict) -> list[str]:
+    """The ``summary`` entries against their targets: speed-ups sitsr / diffusers, full-grid time and memory."""
+    rows = [_headline_row(key, item, full) for key, item in summary.items()
+            if isinstance(item, dict) and key != "targets"]
+    table = _table(["measure", "value", "target", ""], [r for r in rows if r])
+    return ["### Headline", "", *table] if table else []
+
+
+def _cases(section: dict) -> list[tuple[str, dict, str, dict]]:
+    """A section's timed cases as ``(precision, cases, model, case)``, models ordered as ``_MODELS`` first."""
+    found = []
+    for prec, cases in (section.get("cases") or {}).items():
+        if isinstance(cases, dict):
+            models = sorted(cases, key=lambda m: _MODELS.index(m) if m in _MODELS else len(_MODELS))
+            found += [(prec, cases, m, cases[m]) for m in models if isinstance(cases[m], dict)]
+    return found
+
+
+def _peak(case: dict) -> str:
+    """Peak memory of a case (MB; CUDA allocated or CPU RSS) and its growth over the baseline."""
+    mem = case.get("memory") or {}
+    peak = mem.get("peak_allocated_mb", mem.get("peak_rss_mb"))
+    text = _num(peak, 3) if _is_number(peak) else "–"
+    return text + (f" (+{_num(mem['peak_delta_mb'], 3)})" if _is_number(mem.get("peak_delta_mb")) else "")
+
+
+def _speedup(cases: dict, model: str, rate: str) -> str:
+    """Throughput of ``model`` over the diffusers baseline's (``rate``: the per-second key); empty without it."""
+    if model == "diffusers":
+        return "baseline"
+    base, mine = (cases.get("diffusers") or {}).get(rate), cases[model].get(rate)
+    return f"{mine / base:.2f}×" if _is_number(base) and base and _is_number(mine) else ""
+
+
+def _training(section: dict, memory: str) -> list[str]:
+    """Training throughput (samples/s, median and interquartile range), peak memory and speed-up."""
+    rows = []
+    for prec, cases, model, c in _cases(section):
+        rate, med, q25, q75 = (c.get(k) for k in ("samples_per_s", "median_s", "q25_s", "q75_s"))
+        batch = rate * med if _is_number(rate) and _is_number(med) else None  # samples per step
+        low, high = (batch / q75, batch / q25) if batch and _is_number(q25) and _is_number(q75) and q25 else (None,) * 2
+        rows.append([_code(prec), _code(model), _spread(rate, low, high), _peak(c),
+                     _speedup(cases, model, "samples_per_s")])
+    table = _table(["precision", "model", "samples/s (IQR)", memory, "vs diffusers"], rows)
+    if not table:
+        return []
+    setup = []
+    if section.get("batch") and section.get("patch"):
+        setup.append(f"Batch {section['batch']} × {section['patch']}² per step")
+    if section.get("step"):
+        setup.append(_md(section["step"]))
+    if section.get("repeats"):
+        setup.append(f"{section.get('warmup', 0)} warm-up + {section['repeats']} timed steps")
+    params = {m: p for m, p in (section.get("params") or {}).items() if _is_number(p)}
+    if params:
+        setup.append("parameters: " + ", ".join(f"{_code(m)} {p / 1e6:.2f} M" for m, p in params.items()))
+    return ["### Training", "", *(["; ".join(setup) + ".", ""] if setup else []), *table]
+
+
+def _tiling(section: dict, model: str) -> str:
+    """How a model covered the domain: sitsr's tiles, overlap and crops per pass, or the baseline's whole domain."""
+    chunk = (section.get("chunk") or {}).get(model)
+    if not model.startswith("sitsr"):
+        return "whole domain" + (f", {chunk} members/pass" if chunk else "")
+    tiling, size = section.get("tiling") or {}, section.get("size") or []
+    tile = tiling.get("tile")
+    if not _is_number(tile):
+        return ""
+    one = isinstance(size, list) and size and all(_is_number(s) for s in size) and tile >= max(size)
+    parts = ["one tile" if one else f"{tile}² tiles, overlap {tiling.get('overlap', 0)}"]
+    if tiling.get("tile_batch"):
+        parts.append(f"{tiling['tile_batch']} crops/pass")
+    if chunk:
+        parts.append(f"{chunk} members/chunk")
+    return ", ".join(parts)
+
+
+def _sampling(section: dict, title: str, memory: str) -> list[str]:
+    """Ensemble sampling: seconds (median, IQR), members/s, peak memory, tiling and speed-up per model."""
+    rows = [[_code(prec), _code(model), _spread(c.get("median_s"), c.get("q25_s"), c.get("q75_s")),
+             _num(c.get("members_per_s"), 3), _peak(c), _tiling(section, model),
+             _speedup(cases, model, "members_per_s")] for prec, cases, model, c in _cases(section)]
+    table = _table(["precision", "model", "seconds (IQR)", "members/s", memory, "tiling", "vs diffusers"], rows)
+    if not table:
+        return []
+    setup = f"Domain {_side(section.get('size'))}"
+    if section.get("members") and section.get("steps"):
+        setup += f", {section['members']} members × {section['steps']} DDIM steps (eta 0)"
+    if section.get("repeats"):
+        setup += f", {section['repeats']} timed repeats"
+    return [f"### {title}", "", setup + ".", "", *table]
+
+
+def _scaling_rows(section: dict) -> list[tuple[str, dict]]:
+    """The scaling cases with the sweep they belong to: domain, ensemble, then the full-grid job."""
+    rows = [(sweep, r) for sweep in ("domain", "ensemble") for r in section.get(sweep) or [] if isinstance(r, dict)]
+    job = section.get("full_grid_job")
+    return rows + ([("full-grid job", job)] if isinstance(job, dict) else [])
+
+
+def _scaling_points(section: dict) -> tuple[list[dict], list[dict]]:
+    """The plottable cases of the domain sweep (size and cost known) and the ensemble sweep (members and time)."""
+    domain = [r for r in section.get("domain") or [] if isinstance(r, dict) and isinstance(r.get("size"), list)
+              and len(r["size"]) == 2 and all(_is_number(v) for v in r["size"])
+              and _is_number(r.get("ns_per_pixel_member_step"))]
+    ensemble = [r for r in section.get("ensemble") or [] if isinstance(r, dict)
+                and _is_number(r.get("members")) and _is_number(r.get("seconds"))]
+    return domain, ensemble
+
+
+def _plot_scaling(domain: list[dict], ensemble: list[dict], path: Path) -> None:
+    """Save the two scaling panels: ns per pixel-member-step vs domain pixels, seconds vs ensemble size.
+
+    ``domain`` and ``ensemble`` are the cases of :func:`_scaling_points`.
+    """
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+    from matplotlib.ticker import NullFormatter
+
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
+    pixels = [r["size"][0] * r["size"][1] for r in domain]
+    left.plot(pixels, [r["ns_per_pixel_member_step"] for r in domain], "o-", color="#2b6ca3")
+    for i, (x, r) in enumerate(zip(pixels, domain)):
+        tiles = r.get("tiles")
+        label = _side(r["size"]) + (f"\n{tiles} tile{'s' * (tiles != 1)}" if _is_number(tiles) else "")
+        below = i > 0 and x < 2 * pixels[i - 1]  # close to the previous point, whose label is above
+        left.annotate(label, (x, r["ns_per_pixel_member_step"]), textcoords="offset points", fontsize=7,
+                      xytext=(0, -9 if below else 9), ha="center", va="top" if below else "bottom")
+    left.set_xscale("log")
+    left.xaxis.set_minor_formatter(NullFormatter())
+    left.set(xlabel="domain pixels", ylabel="ns per pixel · member · step",
+             title=f"Domain size ({domain[0].get('members', '?')} members)" if domain else "Domain size")
+    right.plot([r["members"] for r in ensemble], [r["seconds"] for r in ensemble], "o-", color="#c2571a")
+    for r in ensemble:
+        right.annotate(f"{_num(r['seconds'] / r['members'], 3)} s/member" if r["members"] else "",
+                       (r["members"], r["seconds"]), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+    right.set(xlabel="ensemble members", ylabel="seconds per ensemble",
+              title=f"Ensemble size ({_side(ensemble[0].get('size'))})" if ensemble else "Ensemble size")
+    for ax in (left, right):
+        ax.margins(x=0.12)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.2)  # room for the labels
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.PathLike, max_plots: int = 4) -> int:
-    """Write ``performance.md``: a table of all benchmark records and a bar chart of their numbers.
+def _scaling(section: dict, book: Path, stem: str, memory: str) -> list[str]:
+    """The scaling figure (``_generated/performance_<stem>.png``) and the table of all scaling cases."""
+    rows = [[sweep, _side(r.get("size")), _num(r.get("members")), _num(r.get("steps")), _num(r.get("tiles")),
+             _num(r.get("tile_pixel_overhead"), 3), _num(r.get("passes_per_step")),
+             _num(r.get("padded_crops_per_step")), _num(r.get("seconds"), 3),
+             _num(r.get("ns_per_pixel_member_step"), 3), _peak(r)] for sweep, r in _scaling_rows(section)]
+    if not rows:
+        return []
+    tiling = section.get("tiling") or {}
+    facts = [_code(section["precision"])] if section.get("precision") else []
+    if tiling.get("tile"):
+        facts.append(f"tiles {tiling['tile']}², overlap {tiling.get('overlap', 0)}")
+    if tiling.get("tile_batch"):
+        facts.append(f"{tiling['tile_batch']} crops per pass, padded")
+    setup = "The sitsr sampler" + (f" ({', '.join(facts)})" if facts else "") + " against the domain and ensemble size."
+    lines = ["### Scaling", "", setup, ""]
+    domain, ensemble = _scaling_points(section)
+    if domain or ensemble:
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem)
+        (book / "_generated").mkdir(exist_ok=True)
+        _plot_scaling(domain, ensemble, book / "_generated" / f"performance_{slug}.png")
+        lines += [f"```{{figure}} _generated/performance_{slug}.png", f":name: fig-performance-{slug}",
+                  ":alt: sitsr sampler cost against domain size and ensemble size", "",
+                  "Left: cost per pixel, member and step against the domain size (log scale), labelled with the "
+                  "number of tiles. Right: seconds per ensemble against the number of members.",
+                  "```", ""]
+    header = ["sweep", "domain", "members", "steps", "tiles", "tile pixels / pixels", "passes/step",
+              "padded crops/step", "seconds", "ns/(pixel·member·step)", memory]
+    return lines + _table(header, rows)
 
-    The chart has one panel per numeric column, one bar per record, labelled by the record's text fields.
+
+def _data(section: dict) -> list[str]:
+    """Data-stage timings (median ± standard deviation), or why the stage was skipped."""
+    if section.get("skipped"):
+        return ["### Data stage", "", f"Skipped: {_md(section['skipped'])}.", ""]
+    rows = []
+    for key, value in section.items():
+        median, std = (value + [None, None])[:2] if isinstance(value, list) else (value, None)
+        if key.endswith("_s") and _is_number(median):
+            rows.append([_DATA_STAGES.get(key, _code(key)),
+                         _num(median, 3) + (f" ± {_num(std, 2)}" if _is_number(std) else "")])
+    table = _table(["stage (one day)", "seconds (median ± std)"], rows)
+    where = f"Grid {_code(section['region'])}" + (f", {_side(section['shape'])}" if section.get("shape") else "") \
+        if section.get("region") else ""
+    return ["### Data stage", "", *([where + ".", ""] if where else []), *table] if table else []
+
+
+def _run_section(name: str, result: dict, book: Path) -> list[str]:
+    """The ``##`` section of one results file."""
+    env = result.get("environment") or {}
+    memory = "peak GPU memory, MB" if env.get("cuda") or result.get("device") == "cuda" else "peak RSS, MB"
+    sections = {key: result.get(key) if isinstance(result.get(key), dict) else {}
+                for key in ("summary", "train", "sample", "sample_full", "scaling", "data")}
+    lines = [f"## {_run_title(name, result)}", "", _environment_line(result), ""]
+    lines += _headline(sections["summary"], sections["sample_full"])
+    lines += _training(sections["train"], memory)
+    lines += _sampling(sections["sample"], "Sampling", memory)
+    lines += _sampling(sections["sample_full"], "Full-grid sampling", memory)
+    lines += _scaling(sections["scaling"], book, Path(name).stem, memory)
+    lines += _data(sections["data"])
+    return lines
+
+
+def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.PathLike) -> int:
+    """Write ``performance.md``: one section per benchmark run, with tables of its results and a scaling figure.
+
+    Each section holds the run's environment, the headline speed-ups and times against their
+    targets (``summary``), training and sampling throughput and peak memory per precision and
+    model, the scaling of the sitsr sampler (a figure ``_generated/performance_<stem>.png`` and a
+    table) and the data-stage timings; sections or keys missing from a file are left out.
 
     Parameters
     ----------
     book_dir : path-like
-        The book source folder; the chart goes to ``_generated/performance.png`` in it.
+        The book source folder; the figures go to its ``_generated/`` folder.
     results_dir : path-like
         Folder of benchmark results (see :func:`read_benchmarks`).
-    max_plots : int
-        At most this many numeric columns are charted (one panel each, the first ones found).
 
     Returns
     -------
     int
-        The number of records shown (0 writes a page saying there are no results yet).
+        The number of results files shown (0 writes a page saying there are no results yet).
+
+    Raises
+    ------
+    SitsrInputError
+        If a results file is not a JSON object.
     """
     book = Path(book_dir)
-    records = read_benchmarks(results_dir)
+    runs = read_benchmarks(results_dir)
     source = "/".join(Path(results_dir).resolve().parts[-2:]) + "/*.json"  # e.g. benchmarks/results/*.json
     lines = ["# Performance", ""]
-    if not records:
+    if not runs:
         lines.append(f"No benchmark results yet: the benchmarks write them to `{source}`.")
         _write_text(book / "performance.md", "\n".join(lines) + "\n")
         return 0
-    columns = list(dict.fromkeys(key for r in records for key in r))
-    numeric = [c for c in columns if any(_is_number(r.get(c)) for r in records)]
-    lines += [f"{len(records)} benchmark records from `{source}`.", ""]
-    if numeric:
-        (book / "_generated").mkdir(exist_ok=True)
-        _plot_benchmarks(records, numeric[:max_plots], book / "_generated" / "performance.png")
-        lines += ["```{figure} _generated/performance.png", ":name: fig-performance", ":alt: Benchmark numbers",
-                  "", "Benchmark numbers per record" + (f" (first {max_plots} numeric columns)."
-                                                        if len(numeric) > max_plots else "."), "```", ""]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in records]
-    _write_text(book / "performance.md", "\n".join(lines) + "\n")
-    return len(records)
+    lines += [_PAGE_INTRO.format(n=len(runs), s="s" * (len(runs) != 1), source=source), ""]
+    for name, result in runs.items():
+        lines += _run_section(name, result, book)
+    _write_text(book / "performance.md", "\n".join(lines).rstrip("\n") + "\n")
+    return len(runs)
 
 
 def prepare(book_dir: str | os.PathLike, executed_dir: str | os.PathLike, results_dir: str | os.PathLike) -> dict:

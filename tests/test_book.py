@@ -88,21 +88,145 @@ def test_prepare_rejects_missing_folders(tmp_path):
         booktools.prepare(tmp_path / "missing", tmp_path, tmp_path)
 
 
-def test_performance_page_table_and_chart(tmp_path):
-    book = _book_skeleton(tmp_path)
+def _timing(median: float, **extra) -> dict:
+    return {"median_s": median, "q25_s": median * 0.9, "q75_s": median * 1.25, "n": 5, **extra}
+
+
+def _scaling_case(side: int, members: int, seconds: float, memory: dict) -> dict:
+    return {"size": [side, side], "members": members, "steps": 2, "tiles": 1, "tile_pixel_overhead": 1.0,
+            "passes_per_step": 1, "crops_per_step": members, "padded_crops_per_step": 0, "seconds": seconds,
+            "ns_per_pixel_member_step": 1e9 * seconds / (side * side * members * 2), "memory": memory}
+
+
+def _cpu_run() -> dict:
+    """A CPU run as benchmarks.run writes it (small numbers, every section)."""
+    rss = {"peak_rss_mb": 585.2, "baseline_rss_mb": 312.6, "peak_delta_mb": 272.5}
+    return {
+        "environment": {"cpu_model": "AMD EPYC", "cpus": 2, "torch_threads": 1, "torch": "2.13.0+cpu",
+                        "diffusers": "0.42.1", "cuda": None, "commit": "f309245", "dirty": True,
+                        "allocator": "glibc", "loadavg_start": [2.28, 2.9, 3.4], "started": "2026-11-27T17:30:43+0000"},
+        "device": "cpu", "sizes": "cpu-small",
+        "summary": {"targets": {"train": 1.5, "sample": 2.0},
+                    "train_fp32": {"ratio": 1.3057, "target": 1.5, "met": False},
+                    "sample_bf16_cl": {"ratio": 2.5, "target": 2.0, "met": True},
+                    "cpu_full_grid_peak_gb": {"peak_gb": 5.25, "target": 8.0, "met": True}},
+        "train": {"batch": 4, "patch": 64, "warmup": 3, "repeats": 5,
+                  "params": {"sitsr": 3907393, "diffusers": 3958849},
+                  "cases": {"fp32": {"sitsr": _timing(0.4, samples_per_s=10.0, memory=rss),
+                                     "diffusers": _timing(0.5, samples_per_s=8.0, memory=rss)}},
+                  "ratio": {"fp32": 1.25}},
+        "sample": {"size": [256, 256], "members": 4, "steps": 20, "chunk": {"sitsr": 4, "diffusers": 4},
+                   "tiling": {"tile": 256, "overlap": 0, "tile_batch": None}, "repeats": 2,
+                   "cases": {"bf16_cl": {"diffusers": _timing(33.0, members_per_s=0.12, memory=rss),
+                                         "sitsr": _timing(23.8, members_per_s=0.168, memory=rss)}}},
+        "scaling": {"precision": "bf16_cl", "tiling": {"tile": 128, "overlap": 32, "tile_batch": 10}, "steps": 2,
+                    "domain": [_scaling_case(s, 2, s / 100, rss) for s in (128, 256, 512)],
+                    "ensemble": [_scaling_case(128, m, 1.4 * max(1, m / 10), rss) for m in (1, 10, 30)],
+                    "full_grid_job": {**_scaling_case(1086, 30, 55.0, {"peak_rss_mb": 5376.0}), "size": [1086, 1308]}},
+        "data": {"region": "arctic", "shape": [1086, 1308], "synth_day_s": [0.83, 0.053],
+                 "constitute_day_s": [0.31, 0.0018], "box_filter_s": [0.06, 0.0009]},
+    }
+
+
+def _cuda_run() -> dict:
+    """An H100 run: GPU memory keys, sitsr_compile in sample_full, the data stage skipped."""
+    gpu = {"peak_allocated_mb": 13838.4, "baseline_allocated_mb": 308.6, "peak_delta_mb": 13529.8}
+    full = {"size": [1086, 1308], "members": 30, "steps": 20,
+            "chunk": {"sitsr": 30, "sitsr_compile": 30, "diffusers": 10},
+            "tiling": {"tile": 512, "overlap": 64, "tile_batch": 30}, "repeats": 2,
+            "cases": {"bf16_cl": {"sitsr": _timing(31.0, members_per_s=0.967, memory=gpu),
+                                  "sitsr_compile": _timing(10.66, members_per_s=2.8, memory=gpu),
+                                  "diffusers": _timing(43.0, members_per_s=0.7, memory=gpu)}}}
+    return {
+        "environment": {"cpu_model": "Intel(R) Xeon(R) Processor", "cpus": 16, "torch_threads": 16,
+                        "torch": "2.11.0+cu130", "diffusers": "0.42.1", "cuda": "NVIDIA H100 80GB HBM3",
+                        "cuda_version": "13.0", "cudnn_allow_tf32": True, "commit": "bcb67c0", "dirty": False,
+                        "started": "2026-11-27T19:07:58+0000"},
+        "device": "cuda", "sizes": "cuda",
+        "summary": {"sample_full_bf16_cl": {"ratio": 1.385, "target": 2.0, "met": False},
+                    "sample_full_bf16_cl_seconds": {"seconds": 10.66, "case": "sitsr_compile", "target": 10.0,
+                                                    "met": False}},
+        "sample_full": full,
+        "scaling": {"precision": "bf16_cl", "tiling": {"tile": 512, "overlap": 64, "tile_batch": 30},
+                    "domain": [_scaling_case(s, 10, s / 500, gpu) for s in (128, 256)], "ensemble": []},
+        "data": {"skipped": "missing module: shapely"},
+    }
+
+
+def _results(tmp_path: Path, runs: dict) -> Path:
     results = tmp_path / "results"
     results.mkdir()
-    (results / "sampling.json").write_text(json.dumps(
-        [{"name": "ddim|20", "device": "cpu", "timing": {"median_s": 1.23456, "runs": 5}},
-         {"name": "ddim|50", "device": "cpu", "timing": {"median_s": 3.0, "runs": 5}, "tags": ["x"]}]))
-    (results / "train.json").write_text(json.dumps({"steps_per_s": 2.5, "ok": True}))
+    for name, run in runs.items():
+        (results / name).write_text(run if isinstance(run, str) else json.dumps(run))
+    return results
+
+
+def test_performance_page_cpu_and_cuda_runs(tmp_path):
+    book = _book_skeleton(tmp_path)
+    results = _results(tmp_path, {"cpu.json": _cpu_run(), "cuda.json": _cuda_run()})
+    assert booktools.write_performance_page(book, results) == 2
+    page = (book / "performance.md").read_text()
+    cpu, cuda = page.split("\n## AMD EPYC, 2 cores (cpu.json)\n")[1].split("\n## NVIDIA H100 80GB HBM3 (cuda.json)\n")
+    # environment line
+    assert "torch 2.13.0+cpu · diffusers 0.42.1 · commit `f309245` (uncommitted changes) · 1 torch thread" in cpu
+    assert "started 2026-11-27 17:30:43+0000" in cpu and "sizes `cpu-small`" in cpu
+    assert "NVIDIA H100 80GB HBM3 (CUDA 13.0, cuDNN TF32 on) · host Intel(R) Xeon(R) Processor, 16 cores" in cuda
+    assert "commit `bcb67c0` (clean) · 16 torch threads" in cuda
+    # headline: ratios, seconds and memory against their targets
+    assert "| training speed-up, `fp32` | 1.31× | ≥\u00a01.5× | **missed** |" in cpu
+    assert "| sampling speed-up, `bf16_cl` | 2.50× | ≥\u00a02× | met |" in cpu
+    assert "| CPU peak memory, full-grid job | 5.25 GB | ≤\u00a08\u00a0GB | met |" in cpu
+    assert ("| full-grid ensemble (30 members × 20 steps), `bf16_cl`, fastest sitsr (`sitsr_compile`) | 10.7 s "
+            "| ≤\u00a010\u00a0s | **missed** |") in cuda
+    # training: samples/s with the IQR (batch / q75 .. batch / q25), peak RSS (+growth), speed-up
+    assert "| `fp32` | `sitsr` | 10.00 (8.000–11.11) | 585 (+272) | 1.25× |" in cpu
+    assert "| `fp32` | `diffusers` | 8.000 (6.400–8.889) | 585 (+272) | baseline |" in cpu
+    # sampling: sitsr before diffusers, tiling, GPU memory from peak_allocated_mb
+    assert cpu.index("| `bf16_cl` | `sitsr` | 23.80 (21.42–29.75) | 0.168 | 585 (+272) | one tile, 4 members/chunk | "
+                     "1.40× |") < cpu.index("| `bf16_cl` | `diffusers` | 33.00")
+    assert "whole domain, 4 members/pass | baseline |" in cpu
+    assert "peak GPU memory, MB" in cuda and "peak RSS" not in cuda and "### Full-grid sampling" in cuda
+    assert ("| `bf16_cl` | `sitsr_compile` | 10.66 (9.594–13.32) | 2.80 | 13,838 (+13,530) | "
+            "512² tiles, overlap 64, 30 crops/pass, 30 members/chunk | 4.00× |") in cuda
+    # scaling: one figure per file, unique names, relative paths; the full-grid job in the table
+    for stem, text in (("cpu", cpu), ("cuda", cuda)):
+        assert f"```{{figure}} _generated/performance_{stem}.png\n:name: fig-performance-{stem}\n" in text
+        assert (book / "_generated" / f"performance_{stem}.png").stat().st_size > 10_000
+    assert "| full-grid job | 1086×1308 | 30 | 2 |" in cpu and "5,376" in cpu
+    # data stage
+    assert "| synthetic day (`synth_day`) | 0.830 ± 0.053 |" in cpu
+    assert "### Data stage\n\nSkipped: missing module: shapely." in cuda
+    assert "### Training" not in cuda and "### Sampling" not in cuda
+
+
+def test_performance_page_skips_missing_sections(tmp_path):
+    book = _book_skeleton(tmp_path)
+    one_tile = {"environment": {"cuda": "NVIDIA H100 80GB HBM3"}, "device": "cuda",
+                "summary": {"targets": {"train": 1.5},
+                            "sample_full_bf16_cl": {"ratio": None, "target": 2.0, "met": None}},
+                "sample_full": {"size": [1086, 1308], "tiling": {"tile": 1312, "overlap": 64, "tile_batch": 10},
+                                "cases": {"bf16_cl": {"sitsr": {"median_s": 30.0}}}}}
+    odd = {"train": {"cases": {"fp32": {"sitsr": None}, "bf16_cl": None}}, "sample": {"cases": []},
+           "sample_full": "n/a", "scaling": {"domain": [None], "ensemble": []},
+           "data": {"region": "r", "synth_day_s": []}}
+    results = _results(tmp_path, {"a_one_tile.json": one_tile, "b_empty.json": {}, "c_odd.json": odd})
     assert booktools.write_performance_page(book, results) == 3
     page = (book / "performance.md").read_text()
-    assert "| name | device | timing.median_s | timing.runs | steps_per_s | ok |" in page
-    assert "| ddim\\|20 | cpu | 1.235 | 5 |  |  |" in page
-    assert "| train |  |  |  | 2.5 | True |" in page
-    assert "_generated/performance.png" in page and (book / "_generated" / "performance.png").stat().st_size > 0
-    (results / "bad.json").write_text("[1, 2]")
+    assert "## NVIDIA H100 80GB HBM3 (a\\_one\\_tile.json)" in page and "## unknown device (b\\_empty.json)" in page
+    assert "| full-grid sampling speed-up, `bf16_cl` | n/a (no diffusers run) | ≥\u00a02× | n/a |" in page
+    assert "| `bf16_cl` | `sitsr` | 30.00 | – | – | one tile, 10 crops/pass |  |" in page
+    assert "**Environment:** not recorded." in page
+    for absent in ("### Training", "### Sampling", "### Scaling", "### Data stage", "{figure}"):
+        assert absent not in page
+    assert not (book / "_generated").exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json"])
+def test_performance_page_rejects_malformed_results(tmp_path, text):
+    book = _book_skeleton(tmp_path)
+    results = _results(tmp_path, {"cpu.json": _cpu_run(), "bad.json": text})
+    with pytest.raises(SitsrInputError, match="bad.json"):
+        booktools.write_performance_page(book, results)
     with pytest.raises(SitsrInputError, match="bad.json"):
         booktools.read_benchmarks(results)
 
