@@ -22,8 +22,9 @@ PROFILE ?= quick
 MEMBERS ?= 30
 EVAL_DAYS ?= 2
 RESUME ?=
-# The sit+sic variant only serves the observation demo (notebook 06): half the quick budget keeps make book in 45 min.
-SITSIC_SETS ?= $(if $(filter quick,$(PROFILE)),--set train.steps=500)
+# The sensitivity sweep (notebook 05): quick = sampling-side choices + the runs trained here; full trains one per choice
+SWEEP_PRESET ?= $(if $(filter full,$(PROFILE)),full,quick)
+SWEEP_MEMBERS ?= 10
 FORCE ?=
 
 MOORINGS := data/moorings/$(REGION)
@@ -31,7 +32,9 @@ DATASET := data/$(REGION).zarr
 RUN := runs/$(PROFILE)-$(REGION)
 REGRESSION := runs/regression-$(PROFILE)-$(REGION)
 SITSIC := runs/sitsic-$(PROFILE)-$(REGION)
+FULLTARGET := runs/fulltarget-$(PROFILE)-$(REGION)
 OUTPUTS := outputs/$(REGION)
+SWEEP := outputs/sweep-$(PROFILE)-$(REGION)
 EXECUTED := notebooks/executed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 LIB := $(wildcard sitsr_core/*.py)
@@ -41,6 +44,7 @@ param = $(shell mkdir -p $(STAMP); f=$(STAMP)/$(1).params; echo '$(2)' | cmp -s 
 SYNTH_P := $(call param,synth-$(REGION),$(SEED) $(START) $(END))
 DATASET_P := $(call param,dataset-$(REGION),$(KERNEL_KM) $(SIC_KERNEL_KM))
 EVAL_P := $(call param,evaluate-$(PROFILE)-$(REGION),$(MEMBERS) $(EVAL_DAYS))
+SWEEP_P := $(call param,sweep-$(PROFILE)-$(REGION),$(SWEEP_PRESET) $(SWEEP_MEMBERS))
 MODEL_LIB := $(addprefix sitsr_core/,config.py networks.py diffusion.py train.py checkpoint.py)
 ifneq ($(FORCE),)
 $(shell rm -rf $(STAMP)/*.done)
@@ -55,7 +59,8 @@ help:
 	@echo "make lab    JupyterLab with the project kernel"
 	@echo "make bench  benchmarks against diffusers (benchmarks/README.md), not part of make test"
 	@echo "Parameters: REGION=$(REGION) PROFILE=$(PROFILE) SEED=$(SEED) START=$(START) END=$(END) MEMBERS=$(MEMBERS)"
-	@echo "            EVAL_DAYS=$(EVAL_DAYS) RESUME=1 (continue an interrupted training) FORCE=1 (rerun all)"
+	@echo "            EVAL_DAYS=$(EVAL_DAYS) SWEEP_PRESET=$(SWEEP_PRESET) SWEEP_MEMBERS=$(SWEEP_MEMBERS)"
+	@echo "            RESUME=1 (continue an interrupted training or sweep) FORCE=1 (rerun all)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,11 +105,18 @@ $(STAMP)/regression-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $
 	  $(if $(RESUME),--resume)
 	@touch $@
 
-# A model trained on sit and sic alone, for observation products without deformation (notebook 06).
+# A model trained on sit and sic alone, for observation products without deformation (notebook 06),
+# and one generating the full field instead of the anomaly (notebook 05); both at the same budget.
 $(STAMP)/sitsic-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
 	$(if $(RESUME),,rm -rf $(SITSIC))
 	$(SITSR) train --data $(DATASET) --run $(SITSIC) --profile $(PROFILE) --set data.features=sit_lr,sic_lr \
-	  $(SITSIC_SETS) $(if $(RESUME),--resume)
+	  $(if $(RESUME),--resume)
+	@touch $@
+
+$(STAMP)/fulltarget-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(FULLTARGET))
+	$(SITSR) train --data $(DATASET) --run $(FULLTARGET) --profile $(PROFILE) --set data.target=full \
+	  $(if $(RESUME),--resume)
 	@touch $@
 
 # Ensembles of the test days (outputs/REGION/sit_hrai_YYYYMMDD.nc) and their scores.
@@ -115,8 +127,17 @@ $(STAMP)/evaluate-$(PROFILE)-$(REGION).done: $(STAMP)/train-$(PROFILE)-$(REGION)
 	  --members $(MEMBERS) --max-days $(EVAL_DAYS) --outputs $(OUTPUTS) --out $(OUTPUTS)/metrics_test.json
 	@touch $@
 
+# The sensitivity sweep: one CSV row per changed choice ($(SWEEP)/sweep.csv), continued where it stopped.
+$(STAMP)/sweep-$(PROFILE)-$(REGION).done: $(STAMP)/train-$(PROFILE)-$(REGION).done \
+    $(STAMP)/fulltarget-$(PROFILE)-$(REGION).done $(STAMP)/sitsic-$(PROFILE)-$(REGION).done $(SWEEP_P) \
+    sitsr_core/sweep.py sitsr_core/sampling.py sitsr_core/evaluate.py sitsr_core/metrics.py
+	$(SITSR) sweep --run $(RUN) --data $(DATASET) --preset $(SWEEP_PRESET) --full-target-run $(FULLTARGET) \
+	  --sitsic-run $(SITSIC) --moorings '$(MOORINGS)/Moorings_*.nc' --members $(SWEEP_MEMBERS) \
+	  --out $(SWEEP)/sweep.csv $(if $(RESUME),,--overwrite)
+	@touch $@
+
 $(EXECUTED)/%.ipynb: notebooks/%.ipynb notebooks/parameters.yml $(LIB) $(STAMP)/evaluate-$(PROFILE)-$(REGION).done \
-    $(STAMP)/sitsic-$(PROFILE)-$(REGION).done
+    $(STAMP)/sitsic-$(PROFILE)-$(REGION).done $(STAMP)/sweep-$(PROFILE)-$(REGION).done
 	@mkdir -p $(EXECUTED)
 	$(SITSR) notebooks --set book --region $(REGION) --profile $(PROFILE) --only $* --out $(EXECUTED)
 

@@ -1,6 +1,7 @@
 """The ``sitsr`` command: one subcommand per library entry point; no logic lives here.
 
-User errors (:class:`~sitsr_core.errors.SitsrInputError`) print one line and exit 2.
+User errors (:class:`~sitsr_core.errors.SitsrInputError`) print one line and exit 2; a training
+stopped by Ctrl-C (:class:`~sitsr_core.errors.SitsrInterrupted`) prints how to resume and exits 130.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import SitsrInputError
+from .errors import SitsrInputError, SitsrInterrupted
 
 
 def _synth(a):
@@ -70,6 +71,13 @@ def _features(a):
     if a.run:
         features.check_run_features(a.run, ds, ds.attrs["product"])
     print(f"wrote {features.write_features(ds, a.out, overwrite=a.overwrite)}")
+
+
+def _sweep(a):
+    from .sweep import run_cli
+
+    run_cli(a)
+    print(f"wrote {a.out}")
 
 
 def _notebooks(a):
@@ -145,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=_features)
 
+    from . import sweep
+
+    w = sub.add_parser("sweep", help="sensitivity sweep: score one changed choice per row (CSV) and rank them")
+    sweep.add_arguments(w)
+    w.set_defaults(func=_sweep)
+
     n = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     n.add_argument("--set", default="book", help="parameter set of notebooks/parameters.yml (book or smoke)")
     n.add_argument("--region", default="central", help="substituted into {region} in parameter values")
@@ -163,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except SitsrInputError as exc:
         print(f"sitsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except SitsrInterrupted as exc:
+        print(f"sitsr {args.command}: {exc}", file=sys.stderr)
+        return 130
     return 0
 
 

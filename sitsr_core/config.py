@@ -294,14 +294,16 @@ def profile(name: str) -> Config:
         ).validate()
     if name == "quick":
         # Measured on the 2-core CPU (bf16 + channels_last, glibc malloc): ~0.6 s per step of 16 patches of
-        # 64x64 (~26 samples/s), ~25 s per validation ensemble on the 384x384 "central" window, so 1000 steps
-        # take ~11 minutes. v-prediction: at such short budgets eps-prediction gave noisy samples (smoke model,
-        # 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v and 0.38 m for interpolation); the quick
-        # model reached 0.6 x the interpolation RMSE after 500 steps with v. One 384x384 tile samples fastest.
+        # 64x64 (~26 samples/s), ~25 s per validation ensemble on the 384x384 "central" window, so 500 steps
+        # take ~5.5 minutes; make book trains four such runs (diffusion, regression baseline, full-field
+        # target, sit + sic) within its 45 minutes. v-prediction: at such short budgets eps-prediction gave
+        # noisy samples (smoke model, 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v and 0.38 m
+        # for interpolation). Validation ensemble-mean RMSE of the quick model: 0.40 m after 500 steps,
+        # 0.35 m after 1000 (interpolation 0.61 m). One 384x384 tile samples fastest.
         return Config(
             data=DataConfig(patch=64),
             diffusion=DiffusionConfig(prediction="v"),
-            train=TrainConfig(steps=1000, batch=16, log_every=25, val_every=500, ckpt_every=250),
+            train=TrainConfig(steps=500, batch=16, log_every=25, val_every=500, ckpt_every=250),
             sample=SampleConfig(steps=20, members=30, chunk=10, tile=384, overlap=32),
         ).validate()
     if name == "full":

@@ -142,13 +142,15 @@ def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 def _mean_over_days(tables: list[dict]) -> dict:
-    """Average the numeric leaves of per-day band tables."""
+    """Average the numeric leaves of per-day band tables (NaN where a band holds no wavenumber)."""
     out = {}
     for band, row in tables[0].items():
         out[band] = {}
         for key, value in row.items():
-            vals = [t[band][key] for t in tables]
-            out[band][key] = value if isinstance(value, (list, tuple, str)) else float(np.nanmean(vals))
+            vals = np.asarray([t[band][key] for t in tables], dtype=float) if not isinstance(
+                value, (list, tuple, str)) else None
+            out[band][key] = value if vals is None else (float(np.nanmean(vals)) if np.isfinite(vals).any()
+                                                         else float("nan"))
     return out
 
 

@@ -1,0 +1,95 @@
+"""The sensitivity sweep: presets, window choice, spectral error, ranking, and a resumable run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sitsr_core import sweep
+from sitsr_core.errors import SitsrInputError
+
+
+def test_presets_have_one_base_and_unique_variants():
+    quick, full = sweep.preset("quick"), sweep.preset("full")
+    for variants in (quick, full):
+        names = [v.name for v in variants]
+        assert len(names) == len(set(names))
+        assert names.count("base") == 1
+    assert all(v.run != "trained" for v in quick)
+    trained = {v.axis for v in full if v.run == "trained"}
+    assert {"target (retrained)", "input feature dropped (retrained)", "gamma range (signal rates)",
+            "filter kernel (km, retrained)", "model width"} <= trained
+    with pytest.raises(SitsrInputError, match="quick.*full"):
+        sweep.preset("huge")
+
+
+def test_pick_window_prefers_ocean():
+    mask = np.ones((100, 100), bool)
+    mask[:50, :50] = False  # land in the top-left quadrant
+    r, c = sweep.pick_window(mask, 40)
+    assert mask[r:r + 40, c:c + 40].all()
+    assert sweep.pick_window(mask, 200) == (0, 0)
+
+
+def test_spectral_error_in_decades():
+    k = 1.0 / np.array([400.0, 200.0, 100.0, 50.0, 10.0, 5.0])
+    truth = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    spec = {"k_per_km": k, "truth": truth, "members": truth * 10.0}
+    assert sweep.spectral_error(spec) == pytest.approx(1.0)  # only 200, 100, 50 and 10 km are in 8..240 km
+    spec["members"] = np.where(1.0 / k > 240, 1e6, truth)  # outside the range: ignored
+    assert sweep.spectral_error(spec) == pytest.approx(0.0)
+
+
+def _frame():
+    rows = [("base", "default", "base", 0.20, 0.40, 0.9),
+            ("DDIM steps", "5", "DDIM steps=5", 0.30, 0.50, 0.7),
+            ("DDIM steps", "50", "DDIM steps=50", 0.19, 0.39, 0.95),
+            ("ensemble size", "2", "ensemble size=2", 0.21, 0.45, 0.8)]
+    frame = pd.DataFrame(rows, columns=["axis", "value", "variant", "crps", "rmse_mean", "spread_skill"])
+    for m in ("rmse_member", "spectral_error", "large_scale_rmse", "heat_flux_error_pct"):
+        frame[m] = 1.0
+    return frame
+
+
+def test_rank_orders_axes_by_crps_change():
+    table = sweep.rank(_frame())
+    assert list(table.index) == ["DDIM steps", "ensemble size"]
+    steps = table.loc["DDIM steps"]
+    assert steps["crps_pct"] == pytest.approx(50.0)
+    assert steps["worst_value"] == "5"
+    assert steps["rmse_mean_pct"] == pytest.approx(25.0)
+    # |1 - 0.7| - |1 - 0.9| = 0.2, in % of the base ratio 0.9
+    assert steps["spread_skill_pct"] == pytest.approx(100 * 0.2 / 0.9)
+    with pytest.raises(SitsrInputError, match="one base row"):
+        sweep.rank(_frame().iloc[1:])
+
+
+def test_run_sweep_scores_and_resumes(smoke_run, tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "sweep.csv"
+    kw = dict(members=3, days=1, window=32, steps=3)
+    subset = [v for v in sweep.preset("quick") if v.name in ("base", "DDIM steps=5", "ensemble size=2",
+                                                                 "input feature imputed=sic")]
+    monkeypatch.setattr(sweep, "preset", lambda name: subset)
+    frame = sweep.run_sweep({"diffusion": smoke_run}, tiny_dataset, out, progress=False, **kw)
+    assert list(frame["variant"]) == [v.name for v in subset]
+    assert set(sweep.METRICS) <= set(frame.columns)
+    assert frame.loc[frame["variant"] == "ensemble size=2", "scored_members"].item() == 2
+    assert (frame[list(sweep.METRICS)].notna()).all().all()
+    assert (tmp_path / "sweep_spectra.json").exists()
+    # the same ensemble, scored on fewer members: CRPS changes, the RMSE of 2 members differs from 3
+    base = frame.set_index("variant").loc["base"]
+    assert base["crps"] > 0 and base["rmse_mean"] > 0
+
+    calls = []
+    monkeypatch.setattr(sweep, "score_variant", lambda *a, **k: calls.append(a) or {})
+    again = sweep.run_sweep({"diffusion": smoke_run}, tiny_dataset, out, progress=False, **kw)
+    assert calls == []  # every row was there with the same settings: nothing recomputed
+    pd.testing.assert_frame_equal(again, frame)
+
+
+def test_run_sweep_refuses_bad_settings(smoke_run, tiny_dataset, tmp_path):
+    with pytest.raises(SitsrInputError, match="members >= 2"):
+        sweep.run_sweep({"diffusion": smoke_run}, tiny_dataset, tmp_path / "s.csv", members=1)
+    with pytest.raises(SitsrInputError, match="base run"):
+        sweep.run_sweep({}, tiny_dataset, tmp_path / "s.csv")
