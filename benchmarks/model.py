@@ -70,7 +70,8 @@ SIZES = {
         sample=dict(size=(256, 256), members=4, steps=20, chunk=4, warmup_steps=3, repeats=2),
         sample_full=None,
         scaling=dict(domains=(128, 256, 512), domain_members=2, ensembles=(1, 10, 30), ensemble_size=128,
-                     steps=2, chunk=10, tile=128, overlap=32, tile_batch=10, full=False),
+                     steps=2, chunk=10, tile=128, overlap=32, tile_batch=10, full=False,
+                     full_job=dict(members=30, steps=1)),
     ),
     "cuda": dict(
         train=dict(batch=64, patch=256, warmup=5, repeats=15),
