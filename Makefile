@@ -142,7 +142,7 @@ $(EXECUTED)/%.ipynb: notebooks/%.ipynb notebooks/parameters.yml $(LIB) $(STAMP)/
 	$(SITSR) notebooks --set book --region $(REGION) --profile $(PROFILE) --only $* --out $(EXECUTED)
 
 book: $(patsubst notebooks/%,$(EXECUTED)/%,$(NOTEBOOKS))
-	$(MAKE) --no-print-directory book-html
+	$(MAKE) --no-print-directory book-html FORCE=  # FORCE=1 must not clear the stamps again
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
