@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from statecmp import assert_same_states
 
 from sitsr_core import checkpoint as ck
 from sitsr_core.io import KILL_BEFORE_RENAME_ENV, atomic_output, remove_stale_temporaries
@@ -86,27 +87,11 @@ def trainings(tiny_dataset, tmp_path_factory):
                 **{name: (base / f"kill{i}", f.result()) for i, (name, f) in enumerate(kills.items())}}
 
 
-def _tensors(state, prefix=""):
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
 def assert_same_training(run: Path, ref: Path) -> None:
     """Bit-identical weights, EMA, optimiser and RNG states; the same metrics rows, once each."""
     a, b = ck.load_checkpoint(run / ck.CHECKPOINT), ck.load_checkpoint(ref / ck.CHECKPOINT)
     assert a["step"] == b["step"] == 8
-    for key in ("model", "ema", "optimizer"):
-        ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
-        assert ta.keys() == tb.keys() and ta
-        assert all(torch.equal(ta[k], tb[k]) for k in ta), key
-    assert a["rng"]["numpy"] == b["rng"]["numpy"] and a["rng"]["python"] == b["rng"]["python"]
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert_same_states(a, b)
     assert torch.equal(a["rng"]["torch_global"], b["rng"]["torch_global"])
     ma, mb = ck.read_metrics(run / ck.METRICS), ck.read_metrics(ref / ck.METRICS)
     assert [r["step"] for r in ma] == [r["step"] for r in mb] == [2, 4, 6, 8]
