@@ -263,7 +263,7 @@ def train_variant(v: Variant, base_cfg, data_path, runs_dir, moorings=None, prog
     (run folder, dataset path)
     """
     from .config import apply_overrides
-    from .dataset import constitute
+    from .dataset import SplitSpec, constitute, open_dataset
     from .train import train
 
     runs_dir = Path(runs_dir)
@@ -271,9 +271,16 @@ def train_variant(v: Variant, base_cfg, data_path, runs_dir, moorings=None, prog
     if v.kernel_km is not None:
         if moorings is None:
             raise SitsrInputError(f"sweep: variant {v.name} constitutes a dataset: pass the moorings files")
+        base = open_dataset(data_path)
         data = runs_dir / f"data-k{v.kernel_km:g}.zarr"
-        if not data.exists():
-            constitute(moorings, data, kernel_km=v.kernel_km)
+        if not data.exists():  # the base dataset's days and splits: the test days stay unseen
+            spec = json.loads(base.attrs["splits"])
+            splits = SplitSpec(val=tuple(map(tuple, spec["val"])), test=tuple(map(tuple, spec["test"])),
+                               gap_days=int(spec["gap_days"]))
+            days = base["time"].values
+            constitute(moorings, data, kernel_km=v.kernel_km, sic_kernel_km=float(base.attrs["sic_kernel_km"]),
+                       splits=splits, start=str(days[0])[:10], end=str(days[-1])[:10], allow_gaps=True,
+                       progress=progress)
     run = runs_dir / _slug(v)
     cfg = apply_overrides(base_cfg, list(v.train))
     if not (run / "checkpoint.pt").exists() or json.loads((run / "config.json").read_text()) != cfg.to_dict():

@@ -93,3 +93,28 @@ def test_run_sweep_refuses_bad_settings(smoke_run, tiny_dataset, tmp_path):
         sweep.run_sweep({"diffusion": smoke_run}, tiny_dataset, tmp_path / "s.csv", members=1)
     with pytest.raises(SitsrInputError, match="base run"):
         sweep.run_sweep({}, tiny_dataset, tmp_path / "s.csv")
+
+
+def test_trained_variants_keep_the_budget_and_the_splits(smoke_run, tiny_dataset, tiny_moorings, tmp_path):
+    from sitsr_core.checkpoint import read_config
+    from sitsr_core.dataset import open_dataset, split_days
+
+    base = read_config(smoke_run)
+    width = sweep.Variant("model width", "4,8", run="trained", train=("model.widths=4,8",))
+    run, data = sweep.train_variant(width, base, tiny_dataset, tmp_path, progress=False)
+    cfg = read_config(run)
+    assert cfg.model.widths == (4, 8) and cfg.train.steps == base.train.steps and data == tiny_dataset
+
+    kernel = sweep.Variant("filter kernel (km, retrained)", "60", run="trained", kernel_km=60.0)
+    with pytest.raises(SitsrInputError, match="moorings"):
+        sweep.train_variant(kernel, base, tiny_dataset, tmp_path, progress=False)
+    run, data = sweep.train_variant(kernel, base, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
+                                    progress=False)
+    new, old = open_dataset(data), open_dataset(tiny_dataset)
+    assert float(new.attrs["kernel_km"]) == 60.0
+    for split in ("train", "val", "test"):
+        assert list(split_days(new, split)) == list(split_days(old, split))
+    mtime = (run / "checkpoint.pt").stat().st_mtime
+    sweep.train_variant(kernel, base, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
+                        progress=False)
+    assert (run / "checkpoint.pt").stat().st_mtime == mtime  # trained once, reused
