@@ -117,10 +117,11 @@ _ORDER = ("environment", "device", "sizes", "models", "summary", "section_second
 def _write(result: dict, out: Path) -> None:
     """Write atomically, keys in a fixed order (headers and summary first)."""
     result = {k: result[k] for k in sorted(result, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER))}
+    from sitsr_core.io import atomic_output
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    with atomic_output(out, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
 
 
 def main(argv=None) -> int:
