@@ -3,8 +3,9 @@
 A run folder holds ``checkpoint.pt`` (model, EMA, optimiser, step, RNG states),
 ``config.json`` (:meth:`Config.to_json`), ``norm_stats.json``, ``metrics.csv`` and
 ``provenance.json`` (the training dataset and, per training session, package versions, git
-commit and config hash; :mod:`sitsr_core.provenance`). Every file is written through
-:func:`sitsr_core.io.atomic_output`.
+commit and config hash; :mod:`sitsr_core.provenance`). A ``residual`` run also holds its base
+regression run in ``base/`` (config, statistics, provenance and EMA weights), so that the folder
+alone regenerates its ensembles. Every file is written through :func:`sitsr_core.io.atomic_output`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ CONFIG = "config.json"
 NORM_STATS = "norm_stats.json"
 METRICS = "metrics.csv"
 PROVENANCE = "provenance.json"
+BASE = "base"
 METRIC_COLUMNS = ("step", "loss", "val_loss", "lr", "samples_per_s", "val_rmse", "val_rmse_interp")
 
 
@@ -116,6 +118,7 @@ def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = No
     Returns
     -------
     (Denoiser in eval mode on ``device``, Config)
+        A ``residual`` run's Denoiser holds its base run (EMA weights of ``run_dir/base``).
     """
     from .diffusion import Denoiser
     from .networks import build_network
@@ -136,10 +139,43 @@ def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = No
     net = net.to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    model = Denoiser(net, cfg, stats, bf16=bf16, channels_last=channels_last)
+    base = None
+    if cfg.data.target == "residual":
+        if not (run_dir / BASE / CHECKPOINT).exists():
+            raise SitsrInputError(f"{run_dir}: a residual run without its base run ({run_dir / BASE} is missing)")
+        base = load_run(run_dir / BASE, device=device, bf16=bf16, channels_last=channels_last)[0]
+    model = Denoiser(net, cfg, stats, bf16=bf16, channels_last=channels_last, base=base)
     dev = torch.device(device)
     if model.bf16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         model.bf16 = False
     if model.channels_last:
         net.to(memory_format=torch.channels_last)
     return model, cfg
+
+
+def run_features(run_dir) -> tuple[str, ...]:
+    """LR features a run reads: its own and, for a ``residual`` run, its base run's (order kept)."""
+    cfg = read_config(run_dir)
+    own = tuple(cfg.data.features)
+    if cfg.data.target != "residual":
+        return own
+    return tuple(dict.fromkeys(own + run_features(Path(run_dir) / BASE)))
+
+
+def copy_base_run(base_run, run_dir) -> Path:
+    """Copy a regression run into ``run_dir/base``: config, statistics, provenance and EMA weights.
+
+    The checkpoint is written last, so an interrupted copy is detected (and redone) by its absence.
+
+    Returns
+    -------
+    Path of the copy.
+    """
+    src, dst = Path(base_run), Path(run_dir) / BASE
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG, NORM_STATS, PROVENANCE):
+        if (src / name).exists():
+            write_text(dst / name, (src / name).read_text())
+    state = load_checkpoint(src / CHECKPOINT)
+    save_checkpoint(dst / CHECKPOINT, {"step": state["step"], "ema": state["ema"], "config": state.get("config")})
+    return dst

@@ -41,7 +41,9 @@ def _train(a):
     from .train import train
 
     cfg = apply_overrides(profile(a.profile), a.overrides)
-    print(f"run folder {train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device)}")
+    run = train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device,
+                base_run=a.base_run)
+    print(f"run folder {run}")
 
 
 def _downscale(a):

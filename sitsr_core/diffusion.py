@@ -12,12 +12,15 @@ Predictions (``diffusion.prediction``): ``eps`` (loss ``|eps - f|^2``) or ``v``
 cells only. The ``regression`` objective trains the same network with MSE on
 ``y`` from ``z = 0`` at a fixed noise level (:data:`REGRESSION_NOISE_VAR`).
 
-Target space (``data.target``): ``anomaly``: ``y = (sit - sit_lr - mean_a) / std_a``;
-``full``: ``y = (sit - mean_sit) / std_sit`` (statistics from the dataset's
-``norm_stats``). Context channels are ``(f - mean_f) / std_f`` for each feature
-followed by the ocean mask; land and NaN cells are 0 after normalisation.
-:class:`Denoiser` (EDM's "preconditioning" wrapper) holds these statistics so
-that callers outside the training loop only see metres.
+Target space (``data.target``): ``y = (sit - base - mean) / std`` relative to a base
+field (:func:`base_field`): ``anomaly``: base = ``sit_lr``; ``full``: base = 0; ``residual``:
+base = the prediction of a regression run (CorrDiff's "regression + diffusion on the
+residual"). Statistics are the dataset's ``norm_stats`` (``anomaly``, ``sit``) or, for the
+residual, those of the training days (``residual``, written to the run's ``norm_stats.json``).
+Context channels are ``(f - mean_f) / std_f`` for each feature followed by the ocean mask;
+land and NaN cells are 0 after normalisation. :class:`Denoiser` (EDM's "preconditioning"
+wrapper) holds these statistics and the base run so that callers outside the training loop
+only see metres.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Mapping
 import numpy as np
 import torch
 from torch import nn
+
+from .errors import SitsrConfigError
 
 #: Noise variance fed to the network for the regression objective (input z = 0).
 REGRESSION_NOISE_VAR = 0.0
@@ -122,9 +127,16 @@ def _stack(arrays, axis):
     return np.stack(arrays, axis=axis)
 
 
+#: Key of each target's statistics in ``norm_stats``.
+STATS_KEY = {"anomaly": "anomaly", "full": "sit", "residual": "residual"}
+
+
 def target_stats(cfg, stats: Mapping) -> tuple[float, float]:
-    """``(mean, std)`` of the target: the anomaly's or sit's statistics."""
-    key = "anomaly" if cfg.data.target == "anomaly" else "sit"
+    """``(mean, std)`` of the target (:data:`STATS_KEY`)."""
+    key = STATS_KEY[cfg.data.target]
+    if key not in stats:
+        raise SitsrConfigError(f"the normalisation statistics have no {key!r} entry (needed by data.target="
+                               f"{cfg.data.target}; a residual run computes it when it starts training)")
     return float(stats[key]["mean"]), float(stats[key]["std"])
 
 
@@ -143,21 +155,39 @@ def normalise_context(fields: Mapping, mask, cfg, stats: Mapping, axis: int = -3
     return _stack(chans, axis)
 
 
-def normalise_target(sit, sit_lr, mask, cfg, stats: Mapping):
-    """Physical thickness (m) -> normalised target ``y`` (land/NaN -> 0)."""
-    mean, std = target_stats(cfg, stats)
-    a = sit - sit_lr if cfg.data.target == "anomaly" else sit
-    m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
-    return _nan_to_zero((a - mean) / std) * m
+def base_field(cfg, fields: Mapping, mask, base_model=None, progress: bool = False) -> np.ndarray:
+    """The field (m) the target is relative to, for LR fields of shape (..., H, W).
 
-
-def to_metres(y, sit_lr, cfg, stats: Mapping):
-    """Normalised target ``y`` -> thickness in metres (before any post-processing)."""
-    mean, std = target_stats(cfg, stats)
-    a = y * std + mean
+    ``sit_lr`` for ``anomaly``, 0 for ``full`` and, for ``residual``, the prediction of
+    ``base_model`` (a regression :class:`Denoiser`, see
+    :func:`sitsr_core.sampling.deterministic_metres`; 0 on land and open water).
+    """
+    sit_lr = np.asarray(fields["sit_lr"], dtype=np.float32)
     if cfg.data.target == "anomaly":
-        a = a + _nan_to_zero(sit_lr)
-    return a
+        return sit_lr
+    if cfg.data.target == "full":
+        return np.zeros_like(sit_lr)
+    if base_model is None:
+        raise SitsrConfigError("data.target=residual needs its base (regression) run")
+    from .sampling import deterministic_metres
+
+    return deterministic_metres(base_model, fields, mask, progress=progress)
+
+
+def normalise_target(sit, base, mask, cfg, stats: Mapping):
+    """Physical thickness (m) -> normalised target ``y = (sit - base - mean) / std`` (land/NaN -> 0).
+
+    ``base`` is :func:`base_field` (same shape as ``sit``).
+    """
+    mean, std = target_stats(cfg, stats)
+    m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
+    return _nan_to_zero((sit - base - mean) / std) * m
+
+
+def to_metres(y, base, cfg, stats: Mapping):
+    """Normalised target ``y`` -> thickness ``y std + mean + base`` in metres (before any post-processing)."""
+    mean, std = target_stats(cfg, stats)
+    return y * std + mean + _nan_to_zero(base)
 
 
 class Denoiser(nn.Module):
@@ -178,12 +208,15 @@ class Denoiser(nn.Module):
     compile : bool, optional
         Run the network through ``torch.compile`` (default: ``cfg.sample.compile``); the
         weights stay those of ``net``.
+    base : Denoiser, optional
+        The regression run a ``residual`` target is relative to.
     """
 
     def __init__(self, net: nn.Module, cfg, stats: Mapping, bf16: bool | None = None,
-                 channels_last: bool | None = None, compile: bool | None = None):
+                 channels_last: bool | None = None, compile: bool | None = None, base: "Denoiser | None" = None):
         super().__init__()
         self.net = net
+        self.base = base
         self.cfg = cfg
         self.stats = {k: dict(v) for k, v in stats.items()}
         self.bf16 = cfg.train.bf16 if bf16 is None else bf16
@@ -196,15 +229,27 @@ class Denoiser(nn.Module):
     def regression(self) -> bool:
         return self.cfg.train.objective == "regression"
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """LR features read by this model and its base run (order kept)."""
+        own = tuple(self.cfg.data.features)
+        return tuple(dict.fromkeys(own + (self.base.features if self.base is not None else ())))
+
     def context(self, fields: Mapping, mask):
         """Normalised context (C + 1 channels, see :func:`normalise_context`)."""
         return normalise_context(fields, mask, self.cfg, self.stats)
 
-    def target(self, sit, sit_lr, mask):
-        return normalise_target(sit, sit_lr, mask, self.cfg, self.stats)
+    def base_field(self, fields: Mapping, mask) -> np.ndarray:
+        """The base field (m) of :func:`base_field` for LR fields (..., H, W) in metres."""
+        return base_field(self.cfg, fields, mask, self.base)
 
-    def to_metres(self, y, sit_lr):
-        return to_metres(y, sit_lr, self.cfg, self.stats)
+    def target(self, sit, base, mask):
+        """Thickness (m) -> normalised target, relative to ``base`` (:meth:`base_field`)."""
+        return normalise_target(sit, base, mask, self.cfg, self.stats)
+
+    def to_metres(self, y, base):
+        """Normalised target -> thickness (m), relative to ``base`` (:meth:`base_field`)."""
+        return to_metres(y, base, self.cfg, self.stats)
 
     def _net(self, z, noise_var, context):
         if self.channels_last:

@@ -197,9 +197,9 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
     SitsrInputError
         Naming the missing features; for missing divergence/shear, suggesting the sit+sic model.
     """
-    from .checkpoint import read_config
+    from .checkpoint import run_features
 
-    cfg = run if isinstance(run, Config) else read_config(run)
+    needed = tuple(run.data.features) if isinstance(run, Config) else run_features(run)
     if isinstance(available, (str, os.PathLike)):
         with xr.open_dataset(available) as f:
             have = set(map(str, f.variables))
@@ -207,16 +207,16 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
         have = set(map(str, available.variables))
     else:
         have = set(available)
-    missing = [f for f in cfg.data.features if f not in have]
+    missing = [f for f in needed if f not in have]
     if missing:
         where = "" if isinstance(run, Config) else f" ({run})"
-        msg = (f"the model{where} was trained with data.features={','.join(cfg.data.features)}, "
+        msg = (f"the model{where} reads the features {','.join(needed)}, "
                f"but {product} gives no {', '.join(missing)}")
         if set(missing) <= {"divergence_lr", "shear_lr"}:
             msg += ("; this product gives no divergence/shear: use a model trained with "
                     "data.features=sit_lr,sic_lr (`make book` builds runs/sitsic-{profile}-{region})")
         raise SitsrInputError(msg)
-    return tuple(cfg.data.features)
+    return needed
 
 
 def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:

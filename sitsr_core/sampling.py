@@ -441,8 +441,44 @@ def ensemble_metres(model, fields, mask, *, members: int, steps: int, eta: float
     ctx = model.context({k: torch.from_numpy(v) for k, v in fields.items()}, torch.from_numpy(mask))
     y = generate(model, ctx, torch.from_numpy(mask.astype(np.float32)), members=members, steps=steps, eta=eta,
                  seed=seed, chunk=chunk, tile=tile, overlap=overlap, tile_batch=tile_batch, callback=callback)
-    sit = model.to_metres(y.numpy(), fields["sit_lr"][None])
+    sit = model.to_metres(y.numpy(), model.base_field(fields, mask)[None])
     return postprocess(sit, mask, fields["sic_lr"])
+
+
+def deterministic_metres(model, fields, mask, progress: bool = False) -> np.ndarray:
+    """The prediction (m) of a regression run for the LR fields of one or several days.
+
+    The base field of a ``residual`` run (:func:`sitsr_core.diffusion.base_field`). Every day is
+    predicted alone with the run's tiling and one crop per forward pass, so a day's base field
+    is the same in training and at inference, whatever else is computed with it.
+
+    Parameters
+    ----------
+    model : Denoiser
+        A ``train.objective = regression`` run.
+    fields : dict of str -> ndarray, shape (..., H, W)
+        LR features of ``model`` in metres (with ``sit_lr`` and ``sic_lr``).
+    mask : ndarray of bool, shape (H, W)
+    progress : bool
+        A tqdm bar over the days.
+
+    Returns
+    -------
+    ndarray, shape (..., H, W), float32: post-processed thickness (>= 0), 0 on land.
+    """
+    from tqdm.auto import tqdm
+
+    if not model.regression:
+        raise SitsrInputError("a residual run's base must be a regression run (train.objective=regression)")
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in fields.items()}
+    lead = arrays["sit_lr"].shape[:-2]
+    flat = {k: v.reshape((-1,) + v.shape[-2:]) for k, v in arrays.items()}
+    sc = model.cfg.sample
+    out = [ensemble_metres(model, {k: v[i] for k, v in flat.items()}, mask, members=1, steps=1, chunk=1,
+                           tile=sc.tile, overlap=sc.overlap, tile_batch=1)[0]
+           for i in tqdm(range(flat["sit_lr"].shape[0]), desc="base predictions", unit="day",
+                         disable=not progress, leave=False)]
+    return np.stack(out).reshape(lead + np.shape(mask))
 
 
 def downscale(run_dir, data_path, date, members: int | None = None, steps: int | None = None,
@@ -528,7 +564,7 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     if not 0 <= overlap < tile // 2:
         raise SitsrInputError(f"downscale: overlap {overlap} must be >= 0 and < tile / 2 (tile {tile})")
 
-    fields, mask, coords, date = _read_context(data_path, date, lr_file, cfg.data.features)
+    fields, mask, coords, date = _read_context(data_path, date, lr_file, model.features)
     dataset = None if lr_file is not None else prov.dataset_record(dsmod.open_dataset(data_path), data_path)
     H, W = mask.shape
     n_evals = 1 if model.regression else steps

@@ -75,13 +75,14 @@ KILL_AT_STEP_ENV = "SITSR_TEST_KILL_AT_STEP"
 
 # ------------------------------------------------------------------------------------------ data
 
-def load_days(ds, split: str, cfg: Config, stats: dict, days: list[int] | None = None, physical: bool = False) -> dict:
-    """Load one split's days into memory as normalised float32 arrays.
+def read_days(ds, split: str, cfg: Config, days: list[int] | None = None, physical: bool = False,
+              base_model=None, progress: bool = False) -> dict:
+    """One split's days in metres, with the base field of the target (:func:`diffusion.base_field`).
 
     Returns
     -------
-    dict with ``ctx`` (T, C + 1, H, W) (features + mask), ``y`` (T, H, W), ``mask`` (H, W) bool,
-    ``dates``; with ``physical=True`` also ``sit``, ``sit_lr``, ``sic_lr``, ``sit_interp`` (T, H, W) in metres.
+    dict with ``fields`` (name -> (T, H, W) float32: the features, ``sit``, ``sit_lr``, ``sic_lr`` and,
+    with ``physical``, ``sit_interp``), ``base`` (T, H, W), ``mask`` (H, W) bool and ``dates``.
     """
     labels = np.asarray(ds["split"].values).astype(str)
     idx = np.flatnonzero(labels == split)
@@ -91,17 +92,49 @@ def load_days(ds, split: str, cfg: Config, stats: dict, days: list[int] | None =
         raise SitsrDataError(f"the dataset has no {split!r} day")
     mask = np.asarray(ds["mask"].values).astype(bool)
     names = set(cfg.data.features) | {"sit", "sit_lr", "sic_lr"} | ({"sit_interp"} if physical else set())
+    if base_model is not None:
+        names |= set(base_model.features)
     sub = ds[sorted(names)].isel(time=idx)
     fields = {k: np.asarray(sub[k].values, dtype=np.float32) for k in sorted(names)}
+    return {"fields": fields, "base": diffusion.base_field(cfg, fields, mask, base_model, progress=progress),
+            "mask": mask, "dates": np.asarray(ds["time"].values)[idx]}
+
+
+def residual_stats(raw: dict) -> dict:
+    """``{"mean", "std"}`` (m) of ``sit - base`` over the ocean cells of :func:`read_days` output."""
+    a = (raw["fields"]["sit"] - raw["base"])[:, raw["mask"]].astype(np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        raise SitsrDataError("no finite residual on the training days")
+    return {"mean": float(a.mean()), "std": float(a.std()) or 1.0}
+
+
+def normalise_days(raw: dict, cfg: Config, stats: dict, physical: bool = False) -> dict:
+    """:func:`read_days` output -> normalised float32 arrays.
+
+    Returns
+    -------
+    dict with ``ctx`` (T, C + 1, H, W) (features + mask), ``y`` (T, H, W), ``mask`` (H, W) bool,
+    ``dates``; with ``physical=True`` also ``sit``, ``sit_lr``, ``sic_lr``, ``sit_interp`` and ``base``
+    (T, H, W) in metres.
+    """
+    fields, mask = raw["fields"], raw["mask"]
     out = {
         "ctx": diffusion.normalise_context(fields, mask, cfg, stats).astype(np.float32),
-        "y": diffusion.normalise_target(fields["sit"], fields["sit_lr"], mask, cfg, stats).astype(np.float32),
+        "y": diffusion.normalise_target(fields["sit"], raw["base"], mask, cfg, stats).astype(np.float32),
         "mask": mask,
-        "dates": np.asarray(ds["time"].values)[idx],
+        "dates": raw["dates"],
     }
     if physical:
-        out.update({k: fields[k] for k in ("sit", "sit_lr", "sic_lr", "sit_interp")})
+        out.update({k: fields[k] for k in ("sit", "sit_lr", "sic_lr", "sit_interp")}, base=raw["base"])
     return out
+
+
+def load_days(ds, split: str, cfg: Config, stats: dict, days: list[int] | None = None, physical: bool = False,
+              base_model=None) -> dict:
+    """One split's days as normalised arrays (:func:`read_days`, then :func:`normalise_days`)."""
+    raw = read_days(ds, split, cfg, days=days, physical=physical, base_model=base_model)
+    return normalise_days(raw, cfg, stats, physical=physical)
 
 
 class PatchSampler:
@@ -185,7 +218,7 @@ def _device(device) -> torch.device:
 class Validator:
     """Fixed validation: a loss on fixed patches and times, and a small DDIM ensemble's RMSE."""
 
-    def __init__(self, ds, cfg: Config, stats: dict, device: torch.device):
+    def __init__(self, ds, cfg: Config, stats: dict, device: torch.device, base_model=None):
         self.cfg = cfg
         self.device = device
         labels = np.asarray(ds["split"].values).astype(str)
@@ -193,7 +226,8 @@ class Validator:
         self.enabled = n_val > 0
         if not self.enabled:
             return
-        self.data = load_days(ds, "val", cfg, stats)
+        self.data = normalise_days(read_days(ds, "val", cfg, physical=True, base_model=base_model), cfg, stats,
+                                   physical=True)
         P = cfg.data.patch
         H, W = self.data["mask"].shape
         rng = np.random.default_rng(cfg.train.seed + 1)
@@ -208,7 +242,7 @@ class Validator:
             self.batches = (torch.from_numpy(ctx), torch.from_numpy(y), noise)
         k = max(1, min(cfg.train.val_days, n_val))
         days = sorted({int(i) for i in np.linspace(0, n_val - 1, k).round()})
-        self.phys = load_days(ds, "val", cfg, stats, days=days, physical=True)
+        self.phys = {k: v if k == "mask" else v[days] for k, v in self.data.items()}
 
     @torch.no_grad()
     def loss(self, net) -> float | None:
@@ -245,7 +279,7 @@ class Validator:
                                   members=cfg.train.val_members, steps=cfg.train.val_steps, eta=0.0,
                                   seed=cfg.sample.seed, chunk=cfg.train.val_members, tile=cfg.sample.tile,
                                   overlap=cfg.sample.overlap, tile_batch=cfg.sample.tile_batch)
-            sit = sampling.postprocess(model.to_metres(y.numpy(), p["sit_lr"][d][None]), mask, p["sic_lr"][d])
+            sit = sampling.postprocess(model.to_metres(y.numpy(), p["base"][d][None]), mask, p["sic_lr"][d])
             truth = np.nan_to_num(p["sit"][d])
             err += float((((sit.mean(0) - truth) ** 2)[mask]).sum())
             err_i += float((((np.nan_to_num(p["sit_interp"][d]) - truth) ** 2)[mask]).sum())
@@ -349,8 +383,46 @@ def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: floa
     torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
+def _base_model(cfg: Config, run_dir: Path, base_run, dataset: dict, resume: bool, device):
+    """The regression run of a ``residual`` run (None otherwise), copied into ``run_dir/base`` first.
+
+    Refuses a base that is not a regression run, was trained on another dataset, or differs from
+    the base a resumed run started with.
+    """
+    if cfg.data.target != "residual":
+        if base_run is not None:
+            raise SitsrConfigError(f"--base-run is for data.target=residual (this run's target is {cfg.data.target})")
+        return None
+    copy = run_dir / ck.BASE
+    have = (copy / ck.CHECKPOINT).exists()
+    if base_run is None and not (resume and have):
+        raise SitsrConfigError("data.target=residual needs --base-run: a regression run "
+                               "(train.objective=regression) trained on the same dataset")
+    if base_run is not None:
+        base_run = Path(base_run)
+        base_cfg = ck.read_config(base_run)
+        if base_cfg.train.objective != "regression":
+            raise SitsrConfigError(f"--base-run {base_run}: not a regression run "
+                                   f"(train.objective={base_cfg.train.objective})")
+        trained = ck.read_provenance(base_run)["dataset"]
+        if trained["fingerprint"] != dataset["fingerprint"]:
+            raise SitsrConfigError(f"--base-run {base_run} was trained on {trained['path']}, not on {dataset['path']} "
+                                   f"({prov.differences(dataset['identity'], trained['identity'])})")
+        new = ck.load_checkpoint(base_run / ck.CHECKPOINT)["ema"]
+        if have:
+            old = ck.load_checkpoint(copy / ck.CHECKPOINT)["ema"]
+            if resume and not all(torch.equal(old[k], new[k]) for k in new):
+                raise SitsrConfigError(f"{run_dir}: cannot resume with another base run than {copy} "
+                                       f"(the weights of --base-run {base_run} differ)")
+        if not (resume and have):
+            ck.copy_base_run(base_run, run_dir)
+    from .checkpoint import load_run
+
+    return load_run(copy, device=device)[0]
+
+
 def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool = True,
-          device: str | None = None) -> Path:
+          device: str | None = None, base_run=None) -> Path:
     """Train a model and write its run folder.
 
     Parameters
@@ -368,6 +440,10 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         tqdm progress bar (rank 0).
     device : str, optional
         Default: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
+    base_run : path, optional
+        For ``data.target = residual``: the regression run (same dataset) whose prediction the
+        target is relative to; copied into ``run_dir/base`` (a resumed run uses its copy). The
+        residual's statistics over the training days are added to ``norm_stats.json``.
 
     Returns
     -------
@@ -413,9 +489,20 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     elif ckpt_path.exists():
         raise SitsrInputError(f"{run_dir}: already holds a run; pass resume=True (--resume) or choose another folder")
 
-    data = load_days(ds, "train", cfg, stats)
+    base_model = None
+    if rank == 0:
+        base_model = _base_model(cfg, run_dir, base_run, dataset, resume, dev)
+    if dist is not None:
+        dist.barrier()  # rank 0 has copied the base run
+        if rank > 0:
+            base_model = _base_model(cfg, run_dir, None, dataset, True, dev)
+    raw = read_days(ds, "train", cfg, base_model=base_model, progress=progress and rank == 0)
+    if base_model is not None and "residual" not in stats:
+        stats = {**stats, "residual": residual_stats(raw)}
+    data = normalise_days(raw, cfg, stats)
+    del raw
     sampler = PatchSampler(data["ctx"].shape[0], data["mask"], cfg.data.patch, cfg.data.max_land_fraction)
-    validator = Validator(ds, cfg, stats, dev) if rank == 0 else None
+    validator = Validator(ds, cfg, stats, dev, base_model) if rank == 0 else None
 
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
@@ -549,6 +636,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="GROUP.KEY=VALUE",
                     help="config override, repeatable (e.g. --set train.steps=100)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run")
+    ap.add_argument("--base-run", help="regression run a data.target=residual run is relative to (same dataset)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
@@ -568,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
             if use_cuda:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group("nccl" if use_cuda else "gloo")
-        train(cfg, args.data, args.run, resume=args.resume, progress=not args.no_progress, device=args.device)
+        train(cfg, args.data, args.run, resume=args.resume, progress=not args.no_progress, device=args.device,
+              base_run=args.base_run)
     except SitsrInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -100,6 +100,27 @@ def smoke_run(tiny_dataset, tmp_path_factory) -> Path:
     return train(profile("smoke"), tiny_dataset, tmp_path_factory.mktemp("runs") / "smoke", progress=False)
 
 
+@pytest.fixture(scope="session")
+def regression_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A smoke-profile regression run (the deterministic baseline) on :func:`tiny_dataset`."""
+    from sitsr_core.config import apply_overrides, profile
+    from sitsr_core.train import train
+
+    cfg = apply_overrides(profile("smoke"), ["train.objective=regression"])
+    return train(cfg, tiny_dataset, tmp_path_factory.mktemp("runs") / "regression", progress=False)
+
+
+@pytest.fixture(scope="session")
+def residual_run(tiny_dataset, regression_run, tmp_path_factory) -> Path:
+    """A smoke-profile diffusion run on the residual of :func:`regression_run`."""
+    from sitsr_core.config import apply_overrides, profile
+    from sitsr_core.train import train
+
+    cfg = apply_overrides(profile("smoke"), ["data.target=residual"])
+    return train(cfg, tiny_dataset, tmp_path_factory.mktemp("runs") / "residual", progress=False,
+                 base_run=regression_run)
+
+
 def pytest_sessionstart(session):
     """The real sample files are required (CI lays ../shared beside the clone): fail loudly, never skip."""
     if not (SAMPLES / "topaz4_nh25km_20100101_init.nc").is_file():

@@ -99,15 +99,16 @@ def test_metres_round_trip(target):
     mask = np.ones((6, 7), bool)
     mask[0, 0] = False
     sit[:, 0, 0] = np.nan
-    y = diffusion.normalise_target(sit, sit_lr, mask, cfg, STATS)
+    base = diffusion.base_field(cfg, {"sit_lr": sit_lr}, mask)  # sit_lr (anomaly) or 0 (full)
+    y = diffusion.normalise_target(sit, base, mask, cfg, STATS)
     assert np.all(y[:, 0, 0] == 0)
-    back = diffusion.to_metres(y, sit_lr, cfg, STATS)
+    back = diffusion.to_metres(y, base, cfg, STATS)
     np.testing.assert_allclose(back[:, mask], sit[:, mask], atol=1e-5)
     key = "anomaly" if target == "anomaly" else "sit"
     expect = ((sit - sit_lr if target == "anomaly" else sit) - STATS[key]["mean"]) / STATS[key]["std"]
     np.testing.assert_allclose(y[:, mask], expect[:, mask], atol=1e-5)
     # torch tensors give the same numbers
-    yt = diffusion.normalise_target(torch.from_numpy(sit), torch.from_numpy(sit_lr), torch.from_numpy(mask), cfg, STATS)
+    yt = diffusion.normalise_target(torch.from_numpy(sit), torch.from_numpy(base), torch.from_numpy(mask), cfg, STATS)
     np.testing.assert_allclose(yt.numpy(), y, atol=1e-6)
 
 
