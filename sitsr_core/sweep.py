@@ -14,10 +14,14 @@ Two presets:
     size (subsets of the base ensemble), each input feature replaced by its training mean
     (reliance on that feature), and the LR filter width at inference (LR inputs re-filtered from the
     4 km moorings: what an observation product of another effective resolution does); plus runs the
-    pipeline trains at the base budget: full-field target and the sit + sic model.
+    pipeline trains at the base budget: anomaly and full-field targets (against a residual base) and
+    the sit + sic model (an anomaly model, so it is ranked against the anomaly run: ``reference``).
 ``full`` (a GPU)
-    The quick variants plus a model trained per choice at the base budget: full-field target, each
-    feature dropped, two gamma ranges, the LR filter kernel (a dataset per kernel) and two widths.
+    The quick variants plus a model trained per choice at the base budget: anomaly and full-field
+    targets, each feature dropped, two gamma ranges, the LR filter kernel (a dataset per kernel) and
+    two widths. For a ``residual`` base, a variant that changes the data or the network trains its
+    own regression run first (same changes, same budget), so that an ablated feature or another
+    kernel reaches the model through neither of the two networks.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class Variant:
         ``group.key=value`` overrides of the trained run.
     kernel_km : float, optional
         LR filter of the trained run's dataset.
+    reference : str
+        Variant the :func:`rank` effect is measured against (default the base; the base when that
+        variant was not scored).
     """
 
     axis: str
@@ -83,6 +90,7 @@ class Variant:
     lr_kernel_km: float | None = None
     train: tuple[str, ...] = ()
     kernel_km: float | None = None
+    reference: str = "base"
 
     @property
     def name(self) -> str:
@@ -97,13 +105,13 @@ def preset(name: str) -> list[Variant]:
     quick += [Variant("ensemble size", str(m), members=m) for m in (2, 5)]
     quick += [Variant("input feature imputed", f.removesuffix("_lr"), impute=(f,)) for f in FEATURES]
     quick += [Variant("LR filter at inference (km)", str(k), lr_kernel_km=float(k)) for k in (80, 160)]
-    quick += [Variant("target", "full field", run="full_target"),
-              Variant("input features (retrained)", "sit+sic", run="sitsic")]
+    quick += [Variant("target", "anomaly", run="anomaly"), Variant("target", "full field", run="full_target"),
+              Variant("input features (retrained)", "sit+sic", run="sitsic", reference="target=anomaly")]
     if name == "quick":
         return quick
     if name != "full":
         raise SitsrInputError(f"sweep preset must be 'quick' or 'full', got {name!r}")
-    trained = [Variant("target (retrained)", "full field", run="trained", train=("data.target=full",))]
+    trained = [Variant("target (retrained)", t, run="trained", train=(f"data.target={t}",)) for t in ("anomaly", "full")]
     for f in FEATURES:
         keep = ",".join(["sit_lr"] + [g for g in FEATURES if g != f])
         trained.append(Variant("input feature dropped (retrained)", f.removesuffix("_lr"), run="trained",
@@ -255,13 +263,17 @@ def _slug(v: Variant) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in v.name.lower()).strip("-")
 
 
-def train_variant(v: Variant, base_cfg, data_path, runs_dir, moorings=None, progress: bool = True) -> tuple[Path, Path]:
-    """Train (or reuse) the run of a ``trained`` variant at the base budget.
+def train_variant(v: Variant, base_run, data_path, runs_dir, moorings=None, progress: bool = True) -> tuple[Path, Path]:
+    """Train (or reuse) the run of a ``trained`` variant at the budget of ``base_run``.
+
+    A ``residual`` variant reuses the base run's regression when only ``diffusion`` or ``train``
+    settings change; otherwise it trains a regression run with the same changes first.
 
     Returns
     -------
     (run folder, dataset path)
     """
+    from .checkpoint import BASE, read_config
     from .config import apply_overrides
     from .dataset import SplitSpec, constitute, open_dataset
     from .train import train
@@ -281,11 +293,20 @@ def train_variant(v: Variant, base_cfg, data_path, runs_dir, moorings=None, prog
             constitute(moorings, data, kernel_km=v.kernel_km, sic_kernel_km=float(base.attrs["sic_kernel_km"]),
                        splits=splits, start=str(days[0])[:10], end=str(days[-1])[:10], allow_gaps=True,
                        progress=progress)
-    run = runs_dir / _slug(v)
-    cfg = apply_overrides(base_cfg, list(v.train))
-    if not (run / "checkpoint.pt").exists() or json.loads((run / "config.json").read_text()) != cfg.to_dict():
-        train(cfg, data, run, resume=(run / "checkpoint.pt").exists(), progress=progress)
-    return run, data
+
+    def fit(run: Path, cfg, base=None) -> Path:
+        if not (run / "checkpoint.pt").exists() or json.loads((run / "config.json").read_text()) != cfg.to_dict():
+            train(cfg, data, run, resume=(run / "checkpoint.pt").exists(), progress=progress, base_run=base)
+        return run
+
+    cfg = apply_overrides(read_config(base_run), list(v.train))
+    regression = None
+    if cfg.data.target == "residual":
+        regression = Path(base_run) / BASE
+        if v.kernel_km is not None or any(not o.startswith(("diffusion.", "train.")) for o in v.train):
+            regression = fit(runs_dir / f"{_slug(v)}-regression", apply_overrides(
+                read_config(regression), [o for o in v.train if not o.startswith("diffusion.")]))
+    return fit(runs_dir / _slug(v), cfg, regression), data
 
 
 def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", members: int = 10, days: int = 1,
@@ -296,8 +317,8 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
     Parameters
     ----------
     runs : dict of str -> path
-        ``diffusion`` (the base run; required) and the optional ``full_target``, ``sitsic`` runs;
-        a variant whose run is not given is skipped with a note.
+        ``diffusion`` (the base run; required) and the optional ``anomaly``, ``full_target`` and
+        ``sitsic`` runs; a variant whose run is not given is skipped with a note.
     data_path : path
         Dataset store of the base run.
     out_csv : path
@@ -354,8 +375,8 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
     for v in tqdm(todo, desc="sweep", unit="variant", disable=not progress):
         t0 = time.perf_counter()
         if v.run == "trained":
-            run, vdata = train_variant(v, base_cfg, data_path, runs_dir or f"{runs['diffusion']}-sweep", moorings,
-                                       progress=progress)
+            run, vdata = train_variant(v, runs["diffusion"], data_path, runs_dir or f"{runs['diffusion']}-sweep",
+                                       moorings, progress=progress)
             model, _ = load_run(run, device=device)
             vinputs = inputs if vdata == Path(data_path) else _Inputs(vdata, sweep_days, (r0, c0, n), moorings)
         elif v.run in runs or v.run in models:
@@ -367,7 +388,8 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
             continue
         result = score_variant(v, model, vinputs, members, steps, seed, cache=generated)
         spectra[v.name] = {k: result["spectra"][k] for k in ("k_per_km", "truth", "lr", "mean", "members")}
-        rows.append({"axis": v.axis, "value": v.value, "variant": v.name, "run": str(run), **settings,
+        rows.append({"axis": v.axis, "value": v.value, "variant": v.name, "reference": v.reference,
+                     "run": str(run), **settings,
                      "scored_members": v.members or members, "variant_steps": v.steps or steps,
                      **row_from_score(result), "seconds": round(time.perf_counter() - t0, 1)})
         frame = pd.DataFrame(rows)
@@ -381,9 +403,10 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
     """How far each axis moves each metric from the base: the sensitivity ranking.
 
-    For an axis and a metric, the effect is the largest ``|m_variant - m_base| / |m_base|`` (in %)
-    over the axis' values (for the spread-skill ratio, the change of ``|1 - ssr|`` in % of the base
-    ratio). Axes are sorted by their CRPS effect, largest first.
+    For an axis and a metric, the effect is the largest ``|m_variant - m_ref| / |m_ref|`` (in %)
+    over the axis' values, where the reference is the base or the row named in the ``reference``
+    column (for the spread-skill ratio, the change of ``|1 - ssr|`` in % of the reference ratio).
+    Axes are sorted by their CRPS effect, largest first.
 
     Parameters
     ----------
@@ -393,23 +416,28 @@ def rank(frame: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame indexed by axis: ``<metric>_pct`` effects, ``worst_value`` (the setting with the
-    largest CRPS change) and ``crps_worst`` (its CRPS, m).
+    largest CRPS change), ``crps_worst`` (its CRPS, m) and ``reference`` (what the axis is compared with).
     """
     base = frame[frame["variant"] == "base"]
     if len(base) != 1:
         raise SitsrInputError(f"sweep: need exactly one base row, found {len(base)}")
-    base = base.iloc[0]
+    by_name = frame.set_index("variant")
+    refs = frame["reference"] if "reference" in frame else pd.Series("base", index=frame.index)
+    refs = refs.fillna("base").where(refs.isin(by_name.index), "base")
     out = []
     for axis, group in frame[frame["variant"] != "base"].groupby("axis", sort=False):
+        ref = by_name.loc[refs[group.index]].reset_index(drop=True)
+        group = group.reset_index(drop=True)
         rec = {"axis": axis}
         for m in METRICS:
             if m == "spread_skill":
-                change = (abs(1 - group[m]) - abs(1 - base[m])) / abs(base[m])
+                change = (abs(1 - group[m]) - abs(1 - ref[m])) / abs(ref[m])
             else:
-                change = (group[m] - base[m]) / abs(base[m])
+                change = (group[m] - ref[m]) / abs(ref[m])
             rec[f"{m}_pct"] = float(100 * change.iloc[int(np.argmax(np.abs(change.to_numpy())))])
-        worst = group.iloc[int(np.argmax(np.abs(group["crps"].to_numpy() - base["crps"])))]
+        worst = group.iloc[int(np.argmax(np.abs(group["crps"].to_numpy() - ref["crps"].to_numpy())))]
         rec["worst_value"], rec["crps_worst"] = worst["value"], float(worst["crps"])
+        rec["reference"] = ", ".join(dict.fromkeys(refs[frame["axis"] == axis]))
         out.append(rec)
     table = pd.DataFrame(out).set_index("axis")
     return table.reindex(table["crps_pct"].abs().sort_values(ascending=False).index)
@@ -421,6 +449,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--data", required=True, help="dataset store of the base run")
     ap.add_argument("--out", required=True, help="CSV of results (rows appended; spectra beside it)")
     ap.add_argument("--preset", default="quick", choices=["quick", "full"])
+    ap.add_argument("--anomaly-run", help="run trained with data.target=anomaly at the base budget")
     ap.add_argument("--full-target-run", help="run trained with data.target=full at the base budget")
     ap.add_argument("--sitsic-run", help="run trained on sit_lr, sic_lr at the base budget")
     ap.add_argument("--moorings", help="4 km moorings files (glob) for the LR-filter and kernel axes")
@@ -437,7 +466,7 @@ def add_arguments(ap) -> None:
 def run_cli(a) -> pd.DataFrame:
     """``sitsr sweep``: run the sweep and print the ranking."""
     runs = {"diffusion": a.run}
-    for key, path in (("full_target", a.full_target_run), ("sitsic", a.sitsic_run)):
+    for key, path in (("anomaly", a.anomaly_run), ("full_target", a.full_target_run), ("sitsic", a.sitsic_run)):
         if path:
             runs[key] = path
     frame = run_sweep(runs, a.data, a.out, preset_name=a.preset, members=a.members, days=a.days, window=a.window,

@@ -101,20 +101,56 @@ def test_trained_variants_keep_the_budget_and_the_splits(smoke_run, tiny_dataset
 
     base = read_config(smoke_run)
     width = sweep.Variant("model width", "4,8", run="trained", train=("model.widths=4,8",))
-    run, data = sweep.train_variant(width, base, tiny_dataset, tmp_path, progress=False)
+    run, data = sweep.train_variant(width, smoke_run, tiny_dataset, tmp_path, progress=False)
     cfg = read_config(run)
     assert cfg.model.widths == (4, 8) and cfg.train.steps == base.train.steps and data == tiny_dataset
 
     kernel = sweep.Variant("filter kernel (km, retrained)", "60", run="trained", kernel_km=60.0)
     with pytest.raises(SitsrInputError, match="moorings"):
-        sweep.train_variant(kernel, base, tiny_dataset, tmp_path, progress=False)
-    run, data = sweep.train_variant(kernel, base, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
+        sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path, progress=False)
+    run, data = sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
                                     progress=False)
     new, old = open_dataset(data), open_dataset(tiny_dataset)
     assert float(new.attrs["kernel_km"]) == 60.0
     for split in ("train", "val", "test"):
         assert list(split_days(new, split)) == list(split_days(old, split))
     mtime = (run / "checkpoint.pt").stat().st_mtime
-    sweep.train_variant(kernel, base, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
+    sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
                         progress=False)
     assert (run / "checkpoint.pt").stat().st_mtime == mtime  # trained once, reused
+
+
+def test_residual_variants_retrain_the_regression_only_when_its_inputs_change(residual_run, tiny_dataset, tmp_path):
+    from sitsr_core.checkpoint import BASE, read_config
+    import torch
+
+    gamma = sweep.Variant("gamma range (signal rates)", "0.9-0.1", run="trained",
+                          train=("diffusion.max_signal_rate=0.9", "diffusion.min_signal_rate=0.1"))
+    run, _ = sweep.train_variant(gamma, residual_run, tiny_dataset, tmp_path, progress=False)
+    assert read_config(run).diffusion.min_signal_rate == 0.1
+    assert not (tmp_path / "gamma-range--signal-rates--0-9-0-1-regression").exists()  # the base's regression reused
+    same = [torch.load(p / BASE / "checkpoint.pt", weights_only=False)["ema"] for p in (run, residual_run)]
+    assert all(torch.equal(same[0][k], same[1][k]) for k in same[0])
+
+    drop = sweep.Variant("input feature dropped (retrained)", "shear", run="trained",
+                         train=("data.features=sit_lr,sic_lr,divergence_lr",))
+    run, _ = sweep.train_variant(drop, residual_run, tiny_dataset, tmp_path, progress=False)
+    regression = read_config(run / BASE)  # a regression trained without shear: the feature reaches neither network
+    assert regression.train.objective == "regression" and "shear_lr" not in regression.data.features
+    assert read_config(run).data.target == "residual" and "shear_lr" not in read_config(run).data.features
+
+
+def test_rank_measures_a_variant_against_its_reference():
+    frame = _frame()
+    extra = pd.DataFrame([("target", "anomaly", "target=anomaly", 0.30, 0.50, 0.9, "base"),
+                          ("input features (retrained)", "sit+sic", "input features (retrained)=sit+sic",
+                           0.33, 0.50, 0.9, "target=anomaly")],
+                         columns=["axis", "value", "variant", "crps", "rmse_mean", "spread_skill", "reference"])
+    frame = pd.concat([frame.assign(reference="base"), extra], ignore_index=True).fillna(1.0)
+    table = sweep.rank(frame)
+    assert table.loc["target", "crps_pct"] == pytest.approx(50.0)  # against the base (0.20)
+    assert table.loc["input features (retrained)", "crps_pct"] == pytest.approx(10.0)  # against the anomaly run (0.30)
+    assert table.loc["input features (retrained)", "reference"] == "target=anomaly"
+    # a reference that was not scored falls back to the base
+    table = sweep.rank(frame[frame["variant"] != "target=anomaly"])
+    assert table.loc["input features (retrained)", "crps_pct"] == pytest.approx(65.0)
