@@ -3,6 +3,11 @@
 # a stage reruns only when its inputs or parameters changed; `make book FORCE=1` reruns all.
 
 SHELL := /bin/bash
+# glibc malloc keeping freed tensor buffers instead of returning them to the kernel: sampling a
+# 384x384 crop takes 0.29 s instead of 0.33 s on the 2-core CPU (fewer page faults), same results.
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
+export MALLOC_TOP_PAD_ ?= 1073741824
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
@@ -31,6 +36,7 @@ MOORINGS := data/moorings/$(REGION)
 DATASET := data/$(REGION).zarr
 RUN := runs/$(PROFILE)-$(REGION)
 REGRESSION := runs/regression-$(PROFILE)-$(REGION)
+ANOMALY := runs/anomaly-$(PROFILE)-$(REGION)
 SITSIC := runs/sitsic-$(PROFILE)-$(REGION)
 FULLTARGET := runs/fulltarget-$(PROFILE)-$(REGION)
 OUTPUTS := outputs/$(REGION)
@@ -92,21 +98,30 @@ $(STAMP)/dataset-$(REGION).done: $(STAMP)/synth-$(REGION).done $(DATASET_P) sits
 	  --sic-kernel-km $(SIC_KERNEL_KM) --overwrite
 	@touch $@
 
-# Training starts afresh whenever its inputs changed; RESUME=1 continues an interrupted run instead.
-$(STAMP)/train-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
-	$(if $(RESUME),,rm -rf $(RUN))
-	$(SITSR) train --data $(DATASET) --run $(RUN) --profile $(PROFILE) $(if $(RESUME),--resume)
-	@touch $@
-
-# The deterministic baseline: the same network trained with MSE, at the same budget.
+# The deterministic baseline: the same network trained with MSE, at the same budget. Trained first:
+# the main model generates its residual. Training starts afresh whenever its inputs changed;
+# RESUME=1 continues an interrupted run instead.
 $(STAMP)/regression-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
 	$(if $(RESUME),,rm -rf $(REGRESSION))
 	$(SITSR) train --data $(DATASET) --run $(REGRESSION) --profile $(PROFILE) --set train.objective=regression \
 	  $(if $(RESUME),--resume)
 	@touch $@
 
-# A model trained on sit and sic alone, for observation products without deformation (notebook 06),
-# and one generating the full field instead of the anomaly (notebook 05); both at the same budget.
+# The main model (CorrDiff-style): diffusion on sit - the regression's prediction, same budget.
+$(STAMP)/train-$(PROFILE)-$(REGION).done: $(STAMP)/regression-$(PROFILE)-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(RUN))
+	$(SITSR) train --data $(DATASET) --run $(RUN) --profile $(PROFILE) --set data.target=residual \
+	  --base-run $(REGRESSION) $(if $(RESUME),--resume)
+	@touch $@
+
+# Models for the comparisons of notebooks 05 and 06, all at the same budget: the slides' anomaly
+# target (sit - sit_lr), the full field, and an anomaly model on sit and sic alone (observation
+# products without deformation).
+$(STAMP)/anomaly-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
+	$(if $(RESUME),,rm -rf $(ANOMALY))
+	$(SITSR) train --data $(DATASET) --run $(ANOMALY) --profile $(PROFILE) $(if $(RESUME),--resume)
+	@touch $@
+
 $(STAMP)/sitsic-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $(MODEL_LIB)
 	$(if $(RESUME),,rm -rf $(SITSIC))
 	$(SITSR) train --data $(DATASET) --run $(SITSIC) --profile $(PROFILE) --set data.features=sit_lr,sic_lr \
@@ -129,9 +144,11 @@ $(STAMP)/evaluate-$(PROFILE)-$(REGION).done: $(STAMP)/train-$(PROFILE)-$(REGION)
 
 # The sensitivity sweep: one CSV row per changed choice ($(SWEEP)/sweep.csv), continued where it stopped.
 $(STAMP)/sweep-$(PROFILE)-$(REGION).done: $(STAMP)/train-$(PROFILE)-$(REGION).done \
-    $(STAMP)/fulltarget-$(PROFILE)-$(REGION).done $(STAMP)/sitsic-$(PROFILE)-$(REGION).done $(SWEEP_P) \
+    $(STAMP)/anomaly-$(PROFILE)-$(REGION).done $(STAMP)/fulltarget-$(PROFILE)-$(REGION).done \
+    $(STAMP)/sitsic-$(PROFILE)-$(REGION).done $(SWEEP_P) \
     sitsr_core/sweep.py sitsr_core/sampling.py sitsr_core/evaluate.py sitsr_core/metrics.py
-	$(SITSR) sweep --run $(RUN) --data $(DATASET) --preset $(SWEEP_PRESET) --full-target-run $(FULLTARGET) \
+	$(SITSR) sweep --run $(RUN) --data $(DATASET) --preset $(SWEEP_PRESET) --anomaly-run $(ANOMALY) \
+	  --full-target-run $(FULLTARGET) \
 	  --sitsic-run $(SITSIC) --moorings '$(MOORINGS)/Moorings_*.nc' --members $(SWEEP_MEMBERS) \
 	  --out $(SWEEP)/sweep.csv $(if $(RESUME),,--overwrite)
 	@touch $@

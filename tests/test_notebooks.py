@@ -30,9 +30,9 @@ def sitsr(*args):
 def smoke_inputs():
     """The smoke pipeline, built through the `sitsr` CLI as `make book` does at full size.
 
-    moorings (small region, 30 days) -> dataset -> diffusion, regression, sit+sic and full-field runs (smoke
-    profile) -> ensembles of the test days in ``outputs/`` and their scores in ``metrics_test.json`` -> the quick
-    sensitivity sweep in ``sweep/sweep.csv``.
+    moorings (small region, 30 days) -> dataset -> regression, then diffusion on its residual, anomaly, sit+sic and
+    full-field runs (smoke profile) -> ensembles of the test days in ``outputs/`` and their scores in
+    ``metrics_test.json`` -> the quick sensitivity sweep in ``sweep/sweep.csv``.
     """
     SMOKE.mkdir(parents=True, exist_ok=True)
     data = SMOKE / "data" / "small.zarr"
@@ -42,7 +42,9 @@ def smoke_inputs():
     (SMOKE / "data").mkdir(exist_ok=True)
     sitsr("dataset", "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"), "--out", str(data),
           "--val", "2020-12-01:2020-12-03", "--test", "2020-12-15:2020-12-19", "--gap-days", "2", "--overwrite")
-    variants = {"diffusion": [], "regression": ["--set", "train.objective=regression"],
+    variants = {"regression": ["--set", "train.objective=regression"],
+                "diffusion": ["--set", "data.target=residual", "--base-run", str(runs / "regression")],
+                "anomaly": [],
                 "sit_sic": ["--set", "data.features=sit_lr,sic_lr"],  # the variant for products without deformation
                 "full_target": ["--set", "data.target=full"]}
     for name, extra in variants.items():
@@ -54,7 +56,8 @@ def smoke_inputs():
     sitsr("evaluate", "--run", str(runs / "diffusion"), "--regression-run", str(runs / "regression"), "--data", str(data),
           "--split", "test", "--members", "4", "--steps", "4", "--max-days", "2", "--outputs", str(SMOKE / "outputs"),
           "--out", str(SMOKE / "metrics_test.json"), "--no-progress")
-    sitsr("sweep", "--run", str(runs / "diffusion"), "--data", str(data), "--full-target-run", str(runs / "full_target"),
+    sitsr("sweep", "--run", str(runs / "diffusion"), "--data", str(data), "--anomaly-run", str(runs / "anomaly"),
+          "--full-target-run", str(runs / "full_target"),
           "--sitsic-run", str(runs / "sit_sic"), "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"),
           "--members", "3", "--steps", "4", "--window", "64", "--out", str(SMOKE / "sweep" / "sweep.csv"), "--overwrite")
     return SMOKE
