@@ -107,11 +107,12 @@ $(STAMP)/regression-$(PROFILE)-$(REGION).done: $(STAMP)/dataset-$(REGION).done $
 	  $(if $(RESUME),--resume)
 	@touch $@
 
-# The main model (CorrDiff-style): diffusion on sit - the regression's prediction, same budget.
+# The main model (CorrDiff-style): diffusion on sit - the regression's prediction, with that prediction
+# as an input channel (hr_mean_conditioning), same budget.
 $(STAMP)/train-$(PROFILE)-$(REGION).done: $(STAMP)/regression-$(PROFILE)-$(REGION).done $(MODEL_LIB)
 	$(if $(RESUME),,rm -rf $(RUN))
 	$(SITSR) train --data $(DATASET) --run $(RUN) --profile $(PROFILE) --set data.target=residual \
-	  --base-run $(REGRESSION) $(if $(RESUME),--resume)
+	  --set data.base_conditioning=true --base-run $(REGRESSION) $(if $(RESUME),--resume)
 	@touch $@
 
 # Models for the comparisons of notebooks 05 and 06, all at the same budget: the slides' anomaly

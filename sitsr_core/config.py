@@ -34,6 +34,10 @@ class DataConfig:
         y = sit - the prediction of a deterministic (regression) run, as in CorrDiff (Mardani et
         al. 2025): the regression gives the conditional mean, the diffusion generates what it
         smooths away. The regression run is copied into the run folder (``base/``) at training.
+    base_conditioning : bool
+        For ``residual``: also give the network the base (regression) prediction as a context
+        channel, normalised with the statistics of ``sit`` (CorrDiff's ``hr_mean_conditioning``):
+        the denoiser then knows the thickness its residual is added to.
     patch : int
         Training patch size in cells (square).
     max_land_fraction : float
@@ -42,8 +46,14 @@ class DataConfig:
 
     features: tuple[str, ...] = FEATURES
     target: str = "anomaly"
+    base_conditioning: bool = False
     patch: int = 64
     max_land_fraction: float = 0.5
+
+
+def context_channels(data: DataConfig) -> tuple[str, ...]:
+    """Names of the network's context channels: the features, ``base`` when conditioned on it, ``mask``."""
+    return tuple(data.features) + (("base",) if data.base_conditioning else ()) + ("mask",)
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,8 @@ class Config:
             raise SitsrConfigError("need 0 < diffusion.min_signal_rate < diffusion.max_signal_rate < 1")
         if self.train.objective not in ("diffusion", "regression"):
             raise SitsrConfigError(f"train.objective must be 'diffusion' or 'regression', got {self.train.objective!r}")
+        if self.data.base_conditioning and self.data.target != "residual":
+            raise SitsrConfigError("data.base_conditioning is for data.target=residual (the base is the regression)")
         if self.train.objective == "regression" and self.data.target == "residual":
             raise SitsrConfigError("data.target=residual is for diffusion runs (the residual of a regression run)")
         levels = 2 ** (len(self.model.widths) - 1)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import context_channels
 from .errors import SitsrConfigError
 
 #: Noise variance fed to the network for the regression objective (input z = 0).
@@ -141,15 +142,18 @@ def target_stats(cfg, stats: Mapping) -> tuple[float, float]:
 
 
 def normalise_context(fields: Mapping, mask, cfg, stats: Mapping, axis: int = -3):
-    """Stack the normalised features and the mask along ``axis`` (land/NaN -> 0).
+    """Stack the normalised context channels along ``axis`` (land/NaN -> 0).
 
-    ``fields[name]`` and ``mask`` share a shape (..., H, W); returns (..., C + 1, H, W)
-    for the default ``axis=-3``.
+    The channels are :func:`~sitsr_core.config.context_channels`: the features, the base field
+    (``fields["base"]``, in metres, normalised like ``sit``) when ``data.base_conditioning``, then
+    the mask. ``fields[name]`` and ``mask`` share a shape (..., H, W); returns (..., C, H, W) for the
+    default ``axis=-3``.
     """
     m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
     chans = []
-    for name in cfg.data.features:
-        f = (fields[name] - float(stats[name]["mean"])) / float(stats[name]["std"])
+    for name in context_channels(cfg.data)[:-1]:
+        key = "sit" if name == "base" else name
+        f = (fields[name] - float(stats[key]["mean"])) / float(stats[key]["std"])
         chans.append(_nan_to_zero(f) * m)
     chans.append(m + 0 * chans[0])
     return _stack(chans, axis)
@@ -236,7 +240,7 @@ class Denoiser(nn.Module):
         return tuple(dict.fromkeys(own + (self.base.features if self.base is not None else ())))
 
     def context(self, fields: Mapping, mask):
-        """Normalised context (C + 1 channels, see :func:`normalise_context`)."""
+        """Normalised context (see :func:`normalise_context`; ``fields`` holds ``base`` when conditioned on it)."""
         return normalise_context(fields, mask, self.cfg, self.stats)
 
     def base_field(self, fields: Mapping, mask) -> np.ndarray:

@@ -216,6 +216,38 @@ def spread_skill_ratio(ens: np.ndarray, obs: np.ndarray, mask: np.ndarray | None
     return float(np.sqrt((m + 1) / m) * spread / rmse(x.mean(axis=0), obs, valid))
 
 
+def rmse_infinite_mean(ens: np.ndarray, obs: np.ndarray, mask: np.ndarray | None = None,
+                       member_axis: int = 0) -> float:
+    """RMSE of the ensemble mean for infinitely many members (unbiased finite-ensemble correction).
+
+    The mean of ``M`` members adds the sampling noise of the mean, ``spread^2 / M``, to the squared
+    error of the infinite-ensemble mean (the model's conditional mean); this estimates the latter as
+    ``sqrt(max(MSE(mean) - s^2 / M, 0))`` with ``s^2`` the ocean-mean member variance (ddof=1),
+    unbiased for exchangeable members (Leutbecher 2019, QJRMS 145, 107-128). It is what compares
+    with a deterministic estimate of the conditional mean (the regression baseline) without
+    penalising the ensemble for its finite size.
+
+    Parameters
+    ----------
+    ens : ndarray, shape S with M members inserted at ``member_axis`` (M >= 2)
+    obs : ndarray, shape S
+    mask : ndarray of bool, broadcastable to S, optional
+    member_axis : int
+
+    Returns
+    -------
+    float (units of ``obs``)
+    """
+    x = _members_first(ens, obs, member_axis)
+    m = x.shape[0]
+    if m < 2:
+        raise ValueError("rmse_infinite_mean needs at least 2 members")
+    valid = _ensemble_valid(x, obs, mask)
+    var = _masked_mean(x.var(axis=0, ddof=1), valid, np.ndim(obs))
+    mse = float(rmse(x.mean(axis=0), obs, valid)) ** 2
+    return float(np.sqrt(max(mse - var / m, 0.0)))
+
+
 def spread_error_bins(
     ens: np.ndarray, obs: np.ndarray, mask: np.ndarray | None = None, member_axis: int = 0, n_bins: int = 10
 ) -> dict[str, np.ndarray]:
@@ -328,7 +360,9 @@ def skill_table(
 
     Forecasts scored:
 
-    * ``ensemble``: RMSE, MAE and bias of the ensemble mean; CRPS = fair CRPS of the ensemble.
+    * ``ensemble``: RMSE, MAE and bias of the ensemble mean; CRPS = fair CRPS of the ensemble;
+      ``rmse_inf``: the RMSE of the mean of infinitely many members (:func:`rmse_infinite_mean`,
+      with 2 members or more).
     * ``member``: mean over members of each member's RMSE, MAE, bias; CRPS = the
       members' mean MAE (the CRPS of a deterministic forecast is its absolute error).
     * each baseline (e.g. ``lr``, ``interp``): RMSE, MAE, bias; CRPS = MAE.
@@ -366,6 +400,7 @@ def skill_table(
             "mae": float(mae(mean, obs, valid)),
             "bias": float(bias(mean, obs, valid)),
             "crps": crps_fair(x, obs, valid),
+            **({"rmse_inf": rmse_infinite_mean(x, obs, valid)} if x.shape[0] > 1 else {}),
         },
         "member": {
             "rmse": float(np.mean(rmse(x, obs, valid))),

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import context_channels
+
 
 def sinusoidal_embedding(x: torch.Tensor, dim: int, max_frequency: float = 1000.0) -> torch.Tensor:
     """Sinusoidal embedding of a per-sample scalar.
@@ -225,9 +227,9 @@ class UNet(nn.Module):
 
 
 def build_network(cfg) -> UNet:
-    """The UNet of a :class:`~sitsr_core.config.Config` (features + mask as context)."""
+    """The UNet of a :class:`~sitsr_core.config.Config` (context: :func:`~sitsr_core.config.context_channels`)."""
     m = cfg.model
-    return UNet(len(cfg.data.features) + 1, widths=m.widths, blocks_per_level=m.blocks_per_level,
+    return UNet(len(context_channels(cfg.data)), widths=m.widths, blocks_per_level=m.blocks_per_level,
                 embedding_dim=m.embedding_dim, embedding_max_frequency=m.embedding_max_frequency)
 
 

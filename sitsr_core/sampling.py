@@ -438,10 +438,11 @@ def ensemble_metres(model, fields, mask, *, members: int, steps: int, eta: float
     ndarray, shape (members, H, W)
         Sea-ice thickness (m), NaN on land.
     """
-    ctx = model.context({k: torch.from_numpy(v) for k, v in fields.items()}, torch.from_numpy(mask))
+    base = model.base_field(fields, mask)
+    ctx = model.context({k: torch.from_numpy(v) for k, v in {**fields, "base": base}.items()}, torch.from_numpy(mask))
     y = generate(model, ctx, torch.from_numpy(mask.astype(np.float32)), members=members, steps=steps, eta=eta,
                  seed=seed, chunk=chunk, tile=tile, overlap=overlap, tile_batch=tile_batch, callback=callback)
-    sit = model.to_metres(y.numpy(), model.base_field(fields, mask)[None])
+    sit = model.to_metres(y.numpy(), base[None])
     return postprocess(sit, mask, fields["sic_lr"])
 
 

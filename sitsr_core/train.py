@@ -120,7 +120,7 @@ def normalise_days(raw: dict, cfg: Config, stats: dict, physical: bool = False) 
     """
     fields, mask = raw["fields"], raw["mask"]
     out = {
-        "ctx": diffusion.normalise_context(fields, mask, cfg, stats).astype(np.float32),
+        "ctx": diffusion.normalise_context({**fields, "base": raw["base"]}, mask, cfg, stats).astype(np.float32),
         "y": diffusion.normalise_target(fields["sit"], raw["base"], mask, cfg, stats).astype(np.float32),
         "mask": mask,
         "dates": raw["dates"],

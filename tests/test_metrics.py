@@ -136,6 +136,22 @@ def test_spread_skill_ratio_of_an_underdispersive_ensemble():
     assert metrics.spread_skill_ratio(ens, obs) == pytest.approx(expected, rel=0.02)
 
 
+def test_rmse_of_the_infinite_ensemble_mean_is_the_error_of_the_centre():
+    # members and truth scatter around the same centre: the infinite-ensemble mean is the centre
+    rng = np.random.default_rng(3)
+    centre = rng.normal(size=200_000)
+    sigma = rng.uniform(0.2, 2.0, size=centre.size)
+    obs = centre + sigma * rng.standard_normal(centre.size)
+    ens = centre + 0.2 + sigma * rng.standard_normal((4, centre.size))  # biased by 0.2: the bias stays
+    target = metrics.rmse(centre + 0.2, obs)
+    assert metrics.rmse(ens.mean(axis=0), obs) > 1.1 * target  # 4 members: + sigma^2 / 4 on the MSE
+    assert metrics.rmse_infinite_mean(ens, obs) == pytest.approx(target, rel=0.01)
+    assert metrics.rmse_infinite_mean(np.moveaxis(ens, 0, -1), obs, member_axis=-1) == \
+        pytest.approx(metrics.rmse_infinite_mean(ens, obs))
+    with pytest.raises(ValueError, match="2 members"):
+        metrics.rmse_infinite_mean(ens[:1], obs)
+
+
 def test_spread_error_bins_follow_the_diagonal():
     # many members: binning by the sample spread has a selection bias of ~6 % with 30 members (docstring)
     ens, obs = consistent_ensemble(m=100, n=80_000)
@@ -187,7 +203,7 @@ def test_skill_table_hand_values():
     mask[3] = False
     t = metrics.skill_table(ens, obs, mask, {"lr": lr, "interp": interp})
     s = t["scores"]
-    assert s["ensemble"] == pytest.approx({"rmse": 0.0, "mae": 0.0, "bias": 0.0, "crps": 0.0})
+    assert s["ensemble"] == pytest.approx({"rmse": 0.0, "mae": 0.0, "bias": 0.0, "crps": 0.0, "rmse_inf": 0.0})
     assert s["member"] == pytest.approx({"rmse": 1.0, "mae": 1.0, "bias": 0.0, "crps": 1.0})
     assert s["lr"] == pytest.approx({"rmse": 2.0, "mae": 2.0, "bias": 2.0, "crps": 2.0})
     assert s["interp"]["bias"] == pytest.approx(-0.5)

@@ -43,7 +43,8 @@ def smoke_inputs():
     sitsr("dataset", "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"), "--out", str(data),
           "--val", "2020-12-01:2020-12-03", "--test", "2020-12-15:2020-12-19", "--gap-days", "2", "--overwrite")
     variants = {"regression": ["--set", "train.objective=regression"],
-                "diffusion": ["--set", "data.target=residual", "--base-run", str(runs / "regression")],
+                "diffusion": ["--set", "data.target=residual", "--set", "data.base_conditioning=true",
+                              "--base-run", str(runs / "regression")],
                 "anomaly": [],
                 "sit_sic": ["--set", "data.features=sit_lr,sic_lr"],  # the variant for products without deformation
                 "full_target": ["--set", "data.target=full"]}

@@ -138,3 +138,20 @@ def test_cli_trains_a_residual_run(regression_run, tiny_dataset, tmp_path):
     r = subprocess.run(args + ["--base-run", str(regression_run)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((run / ck.CONFIG).read_text())["data"]["target"] == "residual"
+
+
+def test_base_conditioning_gives_the_network_the_regression_prediction(regression_run, tiny_dataset, tmp_path):
+    with pytest.raises(SitsrConfigError, match="base_conditioning is for data.target=residual"):
+        apply_overrides(profile("smoke"), ["data.base_conditioning=true"])
+    cfg = apply_overrides(profile("smoke"), RESIDUAL + ["data.base_conditioning=true"])
+    run = train(cfg, tiny_dataset, tmp_path / "conditioned", progress=False, base_run=regression_run)
+    model, cfg = ck.load_run(run)
+    fields, mask, _, _ = _day_fields(tiny_dataset)
+    base = model.base_field(fields, mask)
+    ctx = model.context({**fields, "base": base}, mask)
+    assert ctx.shape == (len(cfg.data.features) + 2,) + mask.shape  # features, base, mask
+    sit = model.stats["sit"]
+    np.testing.assert_allclose(ctx[-2][mask], ((base - sit["mean"]) / sit["std"])[mask], rtol=1e-5, atol=1e-6)
+    ens = sampling.ensemble_metres(model, fields, mask, members=2, steps=2, tile=cfg.sample.tile,
+                                   overlap=cfg.sample.overlap, tile_batch=2)
+    assert ens.shape == (2,) + mask.shape and np.isfinite(ens).all()
