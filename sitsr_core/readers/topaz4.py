@@ -141,6 +141,7 @@ def read_topaz4(path: str | os.PathLike) -> xr.Dataset:
     if float(np.nanmax(sic.values)) > 1.0 + 1e-6 or float(np.nanmin(sic.values)) < -1e-6:
         raise SitsrDataError(
             f"{path}: cice outside 0-1 (min {np.nanmin(sic.values):.3g}, max {np.nanmax(sic.values):.3g})")
+    sic = sic.clip(0.0, 1.0)  # rounding within the tolerance above
 
     lat = raw["latitude"].values.astype(np.float32)
     lon = raw["longitude"].values.astype(np.float32)
