@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ from scipy import ndimage
 from sitsr_core import dataset, io
 from sitsr_core.grid import Grid
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+#: The real sample files, tracked in the repository (origin, licence, sha256: data/samples/README.md).
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SAMPLE_SHA256 = {
+    "topaz4_nh25km_20100101_init.nc": "4bb7dd6bf480e0af084ece8025090a00ff1da0a1f8d549cb331e02226862ed2e",
+    "topaz4_nh128x128_20100101_init.nc": "dc46f3ce77fd3a0d712b86f9f5f024af1b83a96ee9ce9e1d03c252d130f5e17b",
+    "osisaf_sh_drift_lr_20160913-20160915.nc": "dedfc98e1e8b9ef965a8fccdce6c37d4f338cece3a4121f55a6a8f4ecc897b4a",
+}
 #: 64 x 64 coastal window (north of Ellesmere Island, ~10 % land).
 TINY_GRID = Grid("custom", 370, 440, 64, 64)
 TINY_DATES = pd.date_range("2020-11-20", periods=24, freq="D")
@@ -121,7 +128,23 @@ def residual_run(tiny_dataset, regression_run, tmp_path_factory) -> Path:
                  base_run=regression_run)
 
 
-def pytest_sessionstart(session):
-    """The real sample files are required (CI lays ../shared beside the clone): fail loudly, never skip."""
-    if not (SAMPLES / "topaz4_nh25km_20100101_init.nc").is_file():
-        raise pytest.UsageError(f"{SAMPLES} is missing: the tests read the real sample files from ../shared/samples")
+def sample_problems(folder: Path = SAMPLES) -> list[str]:
+    """One line per sample file of :data:`SAMPLE_SHA256` that is missing or whose sha256 differs."""
+    problems = []
+    for name, expected in SAMPLE_SHA256.items():
+        path = folder / name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if digest is None:
+            problems.append(f"{path} is missing")
+        elif digest != expected:
+            problems.append(f"{path} has sha256 {digest}, expected {expected}")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The folder of the real sample files, checked: a missing or changed file errors the tests that use it."""
+    problems = sample_problems()
+    if problems:
+        pytest.fail("real sample files (data/samples/README.md): " + "; ".join(problems), pytrace=False)
+    return SAMPLES

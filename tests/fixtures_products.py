@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyproj
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"  # checked by the conftest fixture `samples`
 TOPAZ_25KM = SAMPLES / "topaz4_nh25km_20100101_init.nc"
 TOPAZ_128 = SAMPLES / "topaz4_nh128x128_20100101_init.nc"
 OSI_DRIFT_SH = SAMPLES / "osisaf_sh_drift_lr_20160913-20160915.nc"

@@ -15,15 +15,15 @@ from sitsr_core.errors import SitsrInputError
 from sitsr_core.grid import Grid, get_grid
 from sitsr_core.readers import read_product
 
-TOPAZ4 = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "topaz4_nh25km_20100101_init.nc"
+TOPAZ4 = Path(__file__).resolve().parents[1] / "data" / "samples" / "topaz4_nh25km_20100101_init.nc"
 #: SR ensembles downscaled with conserve=True keep the product's total volume within this relative tolerance.
 VOLUME_RTOL = 0.01
 
 
 
 @pytest.fixture(scope="module")
-def topaz4():
-    return read_product(TOPAZ4)
+def topaz4(samples):
+    return read_product(samples / TOPAZ4.name)
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +144,10 @@ def test_downscale_product_conserves_the_volume(sitsic_run, small_features, tmp_
     assert (sr["sit_ai"].values[:, ~m] == 0).all()
 
 
-def test_cli_features_writes_the_lr_file(tmp_path):
+def test_cli_features_writes_the_lr_file(tmp_path, samples):
     from sitsr_core.cli import main
 
-    src = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "topaz4_nh25km_20100101_init.nc"
+    src = samples / TOPAZ4.name
     assert main(["features", "--product", str(src), "--region", "small", "--out", str(tmp_path / "lr.nc")]) == 0
     with xr.open_dataset(tmp_path / "lr.nc") as ds:
         assert {"sit_lr", "sic_lr", "mask"} <= set(ds.variables) and "divergence_lr" not in ds

@@ -36,6 +36,7 @@ def products(tmp_path_factory):
 # TOPAZ4 (real samples)
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("samples")
 def test_topaz4_nh25km_matches_readme():
     ds = read_topaz4(fp.TOPAZ_25KM)
     assert ds.sizes == {"y": 121, "x": 154}
@@ -61,6 +62,7 @@ def test_topaz4_nh25km_matches_readme():
     assert ds.sit.attrs["units"] == "m" and ds.sic.attrs["units"] == "1"
 
 
+@pytest.mark.usefixtures("samples")
 def test_topaz4_nh128x128_matches_readme():
     ds = read_topaz4(fp.TOPAZ_128)
     assert ds.sizes == {"y": 128, "x": 128} and ds.attrs["grid"] == "nh128x128"
@@ -72,6 +74,7 @@ def test_topaz4_nh128x128_matches_readme():
     assert 34 < ds.attrs["grid_spacing_km"] < 35
 
 
+@pytest.mark.usefixtures("samples")
 def test_topaz4_rejects_other_products(tiny_moorings):
     with pytest.raises(SitsrDataError,
                        match=r"expected a TOPAZ4.*found an OSI SAF low-resolution drift file \(OSI-405\).*dX"):
@@ -81,6 +84,7 @@ def test_topaz4_rejects_other_products(tiny_moorings):
         read_topaz4(moorings)
 
 
+@pytest.mark.usefixtures("samples")
 def test_topaz4_thickness_in_cm(tmp_path):
     cm = fp.write_topaz4(tmp_path / "cm_nounits.nc", hice_factor=100.0)
     with pytest.raises(SitsrDataError, match=r"cm_nounits\.nc: variable hice has no units attribute but implausible"):
@@ -94,6 +98,7 @@ def test_topaz4_thickness_in_cm(tmp_path):
     assert "cm -> m" in ok.attrs["conversions"]
 
 
+@pytest.mark.usefixtures("samples")
 def test_topaz4_missing_variable_and_all_land(tmp_path):
     p = fp.write_topaz4(tmp_path / "nohice.nc", drop=("hice",))
     with pytest.raises(SitsrDataError, match=r"nohice\.nc.*lacks variable\(s\) hice; variables present: .*cice"):
@@ -103,6 +108,7 @@ def test_topaz4_missing_variable_and_all_land(tmp_path):
         read_topaz4(p)
 
 
+@pytest.mark.usefixtures("samples")
 def test_truncated_and_non_netcdf_files(tmp_path):
     cut = tmp_path / "topaz_cut.nc"
     cut.write_bytes(fp.TOPAZ_25KM.read_bytes()[:1_000_000])
@@ -126,6 +132,7 @@ def test_truncated_and_non_netcdf_files(tmp_path):
 # OSI-405 drift (real SH sample)
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("samples")
 def test_osisaf_drift_real_sample():
     ds = read_osisaf_drift(fp.OSI_DRIFT_SH)
     assert ds.attrs["product"] == "OSI-405"
@@ -152,6 +159,7 @@ def test_osisaf_drift_real_sample():
     assert every.attrs["n_kept_vectors"] == 3777
 
 
+@pytest.mark.usefixtures("samples")
 def test_osisaf_drift_rejects_other_products():
     with pytest.raises(SitsrDataError, match=r"expected an OSI SAF low-resolution drift file.*found a TOPAZ4"):
         read_osisaf_drift(fp.TOPAZ_25KM)
@@ -177,6 +185,7 @@ def test_drift_deformation_linear_field_descending_y():
     assert np.array_equal(np.isfinite(div), np.isfinite(shear))
 
 
+@pytest.mark.usefixtures("samples")
 def test_osisaf_drift_fixture_end_to_end(tmp_path):
     a, d = 0.004, -0.001  # 1/day
     p = fp.write_osisaf_drift(tmp_path, velocity=lambda x, y: (a * x, d * y + 1.0))
@@ -257,6 +266,7 @@ def test_cs2smos_units_and_errors(tmp_path):
         read_cs2smos(empty)
 
 
+@pytest.mark.usefixtures("samples")
 def test_cs2smos_rejects_other_products():
     with pytest.raises(SitsrDataError, match=r"expected a CS2SMOS L4 thickness file.*found a TOPAZ4.*group /data"):
         read_cs2smos(fp.TOPAZ_25KM)
@@ -298,6 +308,7 @@ def test_osisaf_conc_missing_variable(tmp_path):
         read_osisaf_conc(p)
 
 
+@pytest.mark.usefixtures("samples")
 def test_sniff_product_on_samples(products):
     assert sniff_product(fp.TOPAZ_25KM) == "topaz4"
     assert sniff_product(fp.TOPAZ_128) == "topaz4"
