@@ -30,6 +30,16 @@ LR_FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
 SPLITS = ("train", "val", "test", "gap")
 
 
+#: Default days excluded on each side of every val/test window. The fine-scale field ``sit - sit_lr``
+#: of the synthetic winters keeps a day-to-day correlation of 0.77-0.88 at 1 day, 0.35 at 4, 0.11-0.26 at 7
+#: and 0.05-0.10 at 10 days (:func:`sitsr_core.metrics.lag_correlation`, issue 14), so a training day
+#: closer than 10 days to an evaluation day would share part of its fine-scale pattern.
+GAP_DAYS = 10
+#: Purpose that :func:`split_days` requires before it hands out the test days: only the final table
+#: (:func:`sitsr_core.evaluate` on ``split="test"``) reads them; every choice is made on ``val`` days.
+FINAL_TABLE = "final-table"
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """Date windows of the validation and test splits; every other day trains.
@@ -41,19 +51,22 @@ class SplitSpec:
     test : tuple of (start, end) date strings, inclusive
         Held-out test windows.
     gap_days : int
-        Days on each side of every val/test window excluded from training.
+        Days on each side of every val/test window excluded from training (default
+        :data:`GAP_DAYS`, the decorrelation time of the fine-scale field).
     """
 
     val: tuple[tuple[str, str], ...] = ()
     test: tuple[tuple[str, str], ...] = ()
-    gap_days: int = 3
+    gap_days: int = GAP_DAYS
 
 
-def default_splits(dates: pd.DatetimeIndex, gap_days: int = 3) -> SplitSpec:
+def default_splits(dates: pd.DatetimeIndex, gap_days: int = GAP_DAYS) -> SplitSpec:
     """Slides-like splits for a series of days.
 
     Two validation windows of 6 days at 35 % and 70 % of the period, and a
-    test window made of the last 12 % of the days (at least 6).
+    test window made of the last 12 % of the days (at least 6), each with
+    ``gap_days`` gap days on both sides. The default winter (180 days) keeps
+    96 training days, 12 validation days and 22 test days.
     """
     n = len(dates)
     if n < 3 * (6 + 2 * gap_days):
@@ -276,9 +289,22 @@ def norm_stats(ds: xr.Dataset) -> dict[str, dict[str, float]]:
     return json.loads(ds.attrs["norm_stats"])
 
 
-def split_days(ds: xr.Dataset, split: str) -> pd.DatetimeIndex:
-    """Dates of one split (``train``, ``val``, ``test``)."""
+def split_days(ds: xr.Dataset, split: str, purpose: str | None = None) -> pd.DatetimeIndex:
+    """Dates of one split (``train``, ``val``, ``test``, ``gap``).
+
+    The test days are handed out only with ``purpose=FINAL_TABLE``, which only the final
+    evaluation passes (``sitsr evaluate --split test``): defaults, sweep rankings and
+    regularisations are chosen on ``val`` days (``tests/test_protocol.py`` checks the code for it).
+
+    Raises
+    ------
+    SitsrInputError
+        Unknown split, or the test split asked for without ``purpose=FINAL_TABLE``.
+    """
     if split not in SPLITS:
         raise SitsrInputError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if split == "test" and purpose != FINAL_TABLE:
+        raise SitsrInputError("the test split is read only by the final evaluation (sitsr evaluate --split test); "
+                              "make choices on the 'val' split")
     labels = np.asarray(ds["split"].values).astype(str)
     return pd.DatetimeIndex(ds["time"].values[labels == split])

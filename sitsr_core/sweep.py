@@ -327,7 +327,7 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
     preset_name : str
         ``quick`` or ``full``.
     members, days, window : int
-        Ensemble size, number of test days (spread over the split) and window side (cells).
+        Ensemble size, number of validation days (spread over the split) and window side (cells).
     steps : int, optional
         Base DDIM steps (default: the base run's).
     moorings : str or list, optional
@@ -355,7 +355,7 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
     base_model, base_cfg = load_run(runs["diffusion"], device=device)
     steps = steps or base_cfg.sample.steps
     ds = open_dataset(data_path)
-    sweep_days = ev.pick_days(split_days(ds, "test"), days)
+    sweep_days = ev.pick_days(split_days(ds, "val"), days)  # rankings are choices: validation days only
     mask = np.asarray(ds["mask"].values).astype(bool)
     r0, c0 = pick_window(mask, window)
     n = min(window, *mask.shape)
@@ -455,7 +455,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--moorings", help="4 km moorings files (glob) for the LR-filter and kernel axes")
     ap.add_argument("--runs-dir", help="where the full preset trains its variants (default RUN-sweep)")
     ap.add_argument("--members", type=int, default=10)
-    ap.add_argument("--days", type=int, default=1, help="test days, spread over the split")
+    ap.add_argument("--days", type=int, default=1, help="validation days, spread over the split")
     ap.add_argument("--window", type=int, default=192, help="side of the scored window (cells)")
     ap.add_argument("--steps", type=int, help="base DDIM steps (default: the run's)")
     ap.add_argument("--seed", type=int, default=0)

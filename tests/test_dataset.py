@@ -102,15 +102,25 @@ def test_dataset_store_contents(tiny_dataset, tiny_moorings):
     assert ds.attrs["kernel_km"] == 120.0
 
 
-def test_splits_have_gap_days_between_windows():
-    dates = pd.date_range("2020-10-18", "2021-04-15")
-    spec = dataset.default_splits(dates, gap_days=3)
-    labels = dataset.assign_splits(dates, spec)
+def _min_distance(labels, a, b):
+    ia, ib = np.flatnonzero(np.isin(labels, a)), np.flatnonzero(np.isin(labels, b))
+    return np.abs(ia[:, None] - ib[None, :]).min()
+
+
+def test_default_splits_keep_ten_gap_days_around_every_held_out_day():
+    dates = pd.date_range("2020-10-18", "2021-04-15")  # the default winter, 180 days
+    labels = dataset.assign_splits(dates, dataset.default_splits(dates))
+    assert _min_distance(labels, ["train"], ["val", "test"]) >= 11  # >= 10 gap days in between
+    assert _min_distance(labels, ["val"], ["test"]) >= 11
     assert (labels == "val").sum() == 12 and (labels == "test").sum() >= 6
-    train_idx = np.flatnonzero(labels == "train")
-    held_idx = np.flatnonzero(np.isin(labels, ["val", "test"]))
-    distance = np.abs(train_idx[:, None] - held_idx[None, :]).min()
-    assert distance == 4  # three gap days between any training day and any held-out day
+    assert (labels == "train").sum() >= 90  # enough training days remain
+    assert dataset.SplitSpec().gap_days >= 10
+
+
+def test_explicit_gap_days_separate_train_from_held_out_days():
+    dates = pd.date_range("2020-10-18", "2021-04-15")
+    labels = dataset.assign_splits(dates, dataset.default_splits(dates, gap_days=3))
+    assert _min_distance(labels, ["train"], ["val", "test"]) == 4  # three gap days in between
 
 
 def test_inconsistent_split_windows_are_refused():

@@ -21,7 +21,7 @@ from sitsr_core.train import read_days, residual_stats, train
 RESIDUAL = ["data.target=residual"]
 
 
-def _day_fields(data_path, split="test"):
+def _day_fields(data_path, split="val"):
     ds = open_dataset(data_path)
     day = split_days(ds, split)[0]
     snap = ds.sel(time=day)
