@@ -292,3 +292,71 @@ def test_band_checks_fail_when_the_mean_is_just_lr(scenario):
     assert checks["large0"]["passed"]
     assert not checks["medium1"]["passed"] and not checks["medium2"]["passed"]
     assert checks["medium2"]["value"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------- days and intervals
+
+
+def test_bootstrap_ci_of_iid_normal_days_has_the_closed_form_half_width():
+    x = np.random.default_rng(3).normal(2.0, 1.5, size=400)
+    low, high = metrics.bootstrap_ci(x, n_boot=20_000, block=1, rng=1)
+    half = 1.96 * x.std() / np.sqrt(x.size)
+    assert 0.5 * (high - low) == pytest.approx(half, rel=0.05)
+    assert 0.5 * (low + high) == pytest.approx(x.mean(), abs=0.1 * half)
+
+
+def test_bootstrap_ci_with_block_one_matches_scipy():
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(4).gamma(2.0, size=40)
+    ref = bootstrap((x,), np.mean, n_resamples=40_000, method="percentile", random_state=5).confidence_interval
+    low, high = metrics.bootstrap_ci(x, n_boot=40_000, block=1, rng=6)
+    width = ref.high - ref.low
+    assert low == pytest.approx(ref.low, abs=0.03 * width) and high == pytest.approx(ref.high, abs=0.03 * width)
+
+
+def test_moving_blocks_widen_the_interval_of_correlated_days_as_ar1_theory_says():
+    phi, n = 0.6, 4000
+    rng = np.random.default_rng(7)
+    x = np.empty(n)
+    x[0] = rng.normal()
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + np.sqrt(1 - phi**2) * rng.normal()
+    iid_half = 1.96 * x.std() / np.sqrt(n)
+    lo1, hi1 = metrics.bootstrap_ci(x, n_boot=4000, block=1, rng=8)
+    lob, hib = metrics.bootstrap_ci(x, n_boot=4000, block=40, rng=8)
+    assert 0.5 * (hi1 - lo1) == pytest.approx(iid_half, rel=0.1)
+    # variance of the mean of an AR(1) series: s^2 / n * (1 + phi) / (1 - phi)
+    assert 0.5 * (hib - lob) == pytest.approx(iid_half * np.sqrt((1 + phi) / (1 - phi)), rel=0.15)
+
+
+def test_bootstrap_ci_statistic_of_per_day_sums_and_edge_cases():
+    rng = np.random.default_rng(9)
+    sse, cells = rng.gamma(3.0, size=12) * 100, np.full(12, 100.0)
+    pooled = np.sqrt(sse.sum() / cells.sum())
+    low, high = metrics.bootstrap_ci(np.c_[sse, cells], statistic=lambda m: np.sqrt(m[..., 0] / m[..., 1]), rng=2)
+    assert low < pooled < high
+    assert (low, high) == pytest.approx(metrics.bootstrap_ci(sse / cells, statistic=np.sqrt, rng=2))
+    assert np.isnan(metrics.bootstrap_ci([1.0])).all()
+    with pytest.raises(ValueError, match="block"):
+        metrics.bootstrap_ci(sse, block=13)
+
+
+def test_lag_correlation_of_ar1_cells_is_phi_to_the_lag():
+    phi, T = 0.7, 40
+    rng = np.random.default_rng(10)
+    f = np.empty((T, 100, 200))
+    f[0] = rng.normal(size=f.shape[1:])
+    for t in range(1, T):
+        f[t] = phi * f[t - 1] + np.sqrt(1 - phi**2) * rng.normal(size=f.shape[1:])
+    f[:, :10] = np.nan  # land
+    mask = np.ones(f.shape[1:], bool)
+    mask[:, :5] = False
+    r = metrics.lag_correlation(f, mask, lags=(1, 4, 10))
+    for k, v in r.items():
+        assert v == pytest.approx(phi**k, abs=0.02)
+    days = np.delete(np.arange(T), [5, 6, 20])  # gaps: pairs only between days exactly k apart
+    dates = np.datetime64("2021-01-01") + days
+    r2 = metrics.lag_correlation(np.delete(f, [5, 6, 20], axis=0), mask, lags=(1, 4), days=dates)
+    assert r2[1] == pytest.approx(phi, abs=0.02) and r2[4] == pytest.approx(phi**4, abs=0.03)
+    assert np.isnan(metrics.lag_correlation(f[:3], lags=(5,))[5])
