@@ -97,7 +97,8 @@ def stamp_text(spec: str) -> tuple[str, str]:
         return f"run-{name}.config", f"config {cfg.hash()}\ncode {code_hash([PACKAGE + '.train'])}\n"
     if kind == "code" and name and items:
         return f"code-{name}.hash", f"code {code_hash(items)}\n"
-    raise SitsrInputError(f"{spec!r}: expected 'run:NAME=PROFILE [GROUP.KEY=VALUE ...]' or 'code:NAME=MODULE [MODULE ...]'")
+    raise SitsrInputError(f"{spec!r}: expected 'run:NAME=PROFILE [GROUP.KEY=VALUE ...]' "
+                          "or 'code:NAME=MODULE [MODULE ...]'")
 
 
 def write_if_changed(path: Path, text: str) -> bool:
