@@ -707,6 +707,67 @@ def band_table(
     return table
 
 
+def band_spread_skill(
+    ens: np.ndarray,
+    obs: np.ndarray,
+    mask: np.ndarray | None = None,
+    dx: float = 4.0,
+    kernel_km: float = 120.0,
+    bands: dict[str, tuple[float, float | None]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Spread-skill ratio per scale band: band-filtered spread against band-filtered error.
+
+    The band power (:func:`band_powers` of :func:`sitsr_core.spectra.isotropic_spectrum`) of
+    the member deviations ``x_i - mean`` is the spread variance in that band, and the band
+    power of ``mean - obs`` the squared error of the mean there (Parseval); powers are summed
+    over days before the ratio ``sqrt((M + 1) / M * spread^2 / error^2)`` with the unbiased
+    ``spread^2 = sum_i P(x_i - mean) / (M - 1)``. 1 in every band for an exchangeable
+    ensemble (truth and members drawn from one distribution), < 1 where the ensemble is
+    over-confident at that scale.
+
+    Parameters
+    ----------
+    ens : ndarray, shape (M, ny, nx) or (M, D, ny, nx)
+        Members first; optionally days on the second axis.
+    obs : ndarray, shape (ny, nx) or (D, ny, nx)
+    mask : ndarray of bool, shape (ny, nx), optional
+        True on valid cells; cells NaN in the truth or any member are left out too.
+    dx, kernel_km : float
+        Grid spacing and LR kernel (km), for the default bands.
+    bands : dict, optional
+        From :func:`scale_bands`.
+
+    Returns
+    -------
+    dict of band -> dict with ``spread`` and ``rmse`` (m, band RMS of the corrected spread and
+    of the error of the mean) and ``ratio``.
+    """
+    bands = scale_bands(kernel_km, dx) if bands is None else bands
+    x = np.asarray(ens, dtype=np.float64)
+    y = np.asarray(obs, dtype=np.float64)
+    if x.ndim == 3:
+        x, y = x[:, None], y[None]
+    m = x.shape[0]
+    if m < 2:
+        raise ValueError("band_spread_skill needs at least two members")
+    spread2, err2 = {b: 0.0 for b in bands}, {b: 0.0 for b in bands}
+    for d in range(y.shape[0]):
+        valid = np.isfinite(y[d]) & np.isfinite(x[:, d]).all(axis=0)
+        if mask is not None:
+            valid &= np.asarray(mask, dtype=bool)
+        mean = x[:, d].mean(axis=0)
+        k, psd = isotropic_spectrum(np.concatenate([x[:, d] - mean, (mean - y[d])[None]]), valid, dx=dx)
+        for b, p in band_powers(k, psd, bands).items():
+            spread2[b] += float(p[:-1].sum()) / (m - 1)
+            err2[b] += float(p[-1])
+    out = {}
+    for b in bands:
+        spread, rmse_b = np.sqrt((m + 1) / m * spread2[b] / y.shape[0]), np.sqrt(err2[b] / y.shape[0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[b] = {"spread": float(spread), "rmse": float(rmse_b), "ratio": float(np.float64(spread) / rmse_b)}
+    return out
+
+
 def band_checks(table: dict[str, dict[str, float | list]]) -> list[dict[str, object]]:
     """The expected behaviour per scale band, checked on a :func:`band_table`.
 

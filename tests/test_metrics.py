@@ -360,3 +360,25 @@ def test_lag_correlation_of_ar1_cells_is_phi_to_the_lag():
     r2 = metrics.lag_correlation(np.delete(f, [5, 6, 20], axis=0), mask, lags=(1, 4), days=dates)
     assert r2[1] == pytest.approx(phi, abs=0.02) and r2[4] == pytest.approx(phi**4, abs=0.03)
     assert np.isnan(metrics.lag_correlation(f[:3], lags=(5,))[5])
+
+
+def test_band_spread_skill_is_one_in_every_band_for_an_exchangeable_ensemble():
+    m, days = 8, 3
+    from scipy.ndimage import gaussian_filter
+
+    white = np.random.default_rng(11).normal(size=(m + 1, days, 96, 96))
+    fields = 4.0 * gaussian_filter(white, sigma=(0, 0, 3, 3), mode="wrap") + 0.3 * white  # one red + white law
+    ens, obs = fields[1:], fields[0]  # truth and members: independent draws of one field distribution
+    mask = np.ones((96, 96), bool)
+    mask[:10, :20] = False
+    bands = metrics.scale_bands(kernel_km=40.0)  # bands that fit a 384 km square
+    table = metrics.band_spread_skill(ens, obs, mask, kernel_km=40.0, bands=bands)
+    for band, row in table.items():
+        assert row["ratio"] == pytest.approx(1.0, abs=0.2), band
+    # members that keep only half of their deviation from the mean at the fine scales
+    mean = ens.mean(axis=0)
+    damped = mean + np.stack([0.5 * (e - mean) for e in ens])
+    low = metrics.band_spread_skill(damped, obs, mask, kernel_km=40.0, bands=bands)
+    assert all(low[b]["ratio"] < 0.75 for b in bands)
+    one_day = metrics.band_spread_skill(ens[:, 0], obs[0], mask, kernel_km=40.0, bands=bands)
+    assert set(one_day) == set(bands)
