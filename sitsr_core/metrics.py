@@ -355,7 +355,11 @@ def skill_table(
     mask: np.ndarray | None,
     baselines: dict[str, np.ndarray],
     member_axis: int = 0,
-) -> dict[str, dict[str, dict[str, float]]]:
+    day_axis: int | None = None,
+    n_boot: int = 2000,
+    block: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Scores of the ensemble, its members and the baselines, and the gains over each baseline.
 
     Forecasts scored:
@@ -370,6 +374,12 @@ def skill_table(
     All are computed on the same cells: valid in ``mask``, finite truth, every
     member and every baseline finite.
 
+    With ``day_axis`` (the axis of ``obs`` that holds days, in time order) the table also
+    carries per-day scores and moving-block bootstrap 95 % intervals over days
+    (:func:`bootstrap_ci`; each replicate resamples whole days and recomputes the pooled
+    score from per-day sums), and the paired differences ensemble - baseline, resampled
+    with the same days for both so that their interval is that of the difference.
+
     Parameters
     ----------
     ens : ndarray, shape S with M members inserted at ``member_axis``
@@ -377,6 +387,10 @@ def skill_table(
     mask : ndarray of bool, broadcastable to S, or None
     baselines : dict of str -> ndarray, shape S
     member_axis : int
+    day_axis : int, optional
+        Axis of ``obs`` along which days run.
+    n_boot, block, seed : int
+        Bootstrap replicates, block length in days (default ``round(D ** (1/3))``), seed.
 
     Returns
     -------
@@ -384,7 +398,13 @@ def skill_table(
         ``{"scores": {forecast: {"rmse", "mae", "bias", "crps"}},``
         ``"improvement_pct": {baseline: {forecast: {"rmse", "mae", "crps"}}}}`` where the
         improvement of ``ensemble`` and ``member`` is ``100 * (1 - score / baseline score)``
-        (positive = better than the baseline). Values in m and %.
+        (positive = better than the baseline). Values in m and %. With ``day_axis`` also
+        ``"per_day": {forecast: {score: list over days}}`` (the ensemble with ``spread_skill``),
+        ``"ci95": {forecast: {score: [low, high]}}`` for ``rmse``, ``mae``, ``crps`` (and the
+        ensemble's ``rmse_inf``, ``spread_skill``), and ``"paired": {baseline: {score: {"diff",
+        "ci95"}}}`` with ``diff`` = ensemble score - baseline score (``crps``: the ensemble's
+        fair CRPS minus the baseline's MAE; ``rmse_inf``: against the baseline's RMSE);
+        negative = the ensemble is better.
     """
     if {"ensemble", "member"} & set(baselines):
         raise ValueError("baseline names 'ensemble' and 'member' are reserved")
@@ -422,7 +442,72 @@ def skill_table(
             }
             for name in baselines
         }
-    return {"scores": scores, "improvement_pct": improvement}
+    table = {"scores": scores, "improvement_pct": improvement}
+    if day_axis is not None:
+        table.update(_daily_intervals(x, np.asarray(obs, dtype=np.float64), np.broadcast_to(valid, np.shape(obs)),
+                                      baselines, day_axis % np.ndim(obs), n_boot, block, seed))
+    return table
+
+
+def _daily_intervals(x, obs, valid, baselines, day_axis, n_boot, block, seed) -> dict:
+    """Per-day scores, bootstrap intervals and paired differences of :func:`skill_table`."""
+    m = x.shape[0]
+    axes = tuple(a for a in range(obs.ndim) if a != day_axis)
+
+    def day_sum(q):  # q: shape S, or (k, *S) -> (D,) or (k, D)
+        lead = q.ndim - obs.ndim
+        return np.where(valid, q, 0.0).sum(axis=tuple(a + lead for a in axes))
+
+    mean = x.mean(axis=0)
+    cols = {"n": day_sum(np.ones_like(obs)), "e.sse": day_sum((mean - obs) ** 2),
+            "e.sae": day_sum(np.abs(mean - obs)), "e.crps": day_sum(np.where(valid, crps_cells(x, obs), 0.0))}
+    if m > 1:
+        cols["e.var"] = day_sum(x.var(axis=0, ddof=1))
+    member_sse, member_sae = day_sum((x - obs) ** 2), day_sum(np.abs(x - obs))  # (M, D)
+    for name, b in baselines.items():
+        cols[f"{name}.sse"] = day_sum((np.asarray(b, dtype=np.float64) - obs) ** 2)
+        cols[f"{name}.sae"] = day_sum(np.abs(np.asarray(b, dtype=np.float64) - obs))
+    names = list(cols)
+    values = np.column_stack([cols[k] for k in names] + list(member_sse) + list(member_sae))
+    col = {k: i for i, k in enumerate(names)}
+    ms, ma = len(names), len(names) + m  # first column of the members' sse and sae
+
+    def c(name):
+        return lambda v: v[..., col[name]]
+
+    def ratio(a, b, f=lambda r: r):
+        return lambda v: f(c(a)(v) / c(b)(v))
+
+    stats = {"ensemble": {"rmse": ratio("e.sse", "n", np.sqrt), "mae": ratio("e.sae", "n"),
+                          "crps": ratio("e.crps", "n")},
+             "member": {"rmse": lambda v: np.sqrt(v[..., ms:ms + m] / v[..., col["n"], None]).mean(axis=-1),
+                        "mae": lambda v: (v[..., ma:ma + m] / v[..., col["n"], None]).mean(axis=-1)}}
+    stats["member"]["crps"] = stats["member"]["mae"]
+    if m > 1:
+        stats["ensemble"]["rmse_inf"] = lambda v: np.sqrt(np.maximum(
+            (c("e.sse")(v) - c("e.var")(v) / m) / c("n")(v), 0.0))
+        stats["ensemble"]["spread_skill"] = lambda v: np.sqrt((m + 1) / m * c("e.var")(v) / c("e.sse")(v))
+    for name in baselines:
+        stats[name] = {"rmse": ratio(f"{name}.sse", "n", np.sqrt), "mae": ratio(f"{name}.sae", "n")}
+        stats[name]["crps"] = stats[name]["mae"]
+
+    def ci(fn):
+        return list(bootstrap_ci(values, n_boot=n_boot, block=block, rng=seed, statistic=fn))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_day = {fc: {s: [float(v) for v in fn(values)] for s, fn in row.items()} for fc, row in stats.items()}
+        intervals = {fc: {s: ci(fn) for s, fn in row.items()} for fc, row in stats.items()}
+        paired = {}
+        for name in baselines:
+            paired[name] = {}
+            for s, ref in (("rmse", "rmse"), ("mae", "mae"), ("crps", "crps"), ("rmse_inf", "rmse")):
+                if s not in stats["ensemble"]:
+                    continue
+                fn = (lambda a, b: lambda v: a(v) - b(v))(stats["ensemble"][s], stats[name][ref])
+                paired[name][s] = {"diff": float(fn(values.mean(axis=0))), "ci95": ci(fn)}
+    return {"per_day": per_day, "ci95": intervals, "paired": paired,
+            "bootstrap": {"n_boot": n_boot, "block_days": block if block is not None
+                          else max(1, round(values.shape[0] ** (1.0 / 3.0))), "days": int(values.shape[0])}}
 
 
 # ------------------------------------------------------------- days and intervals

@@ -382,3 +382,48 @@ def test_band_spread_skill_is_one_in_every_band_for_an_exchangeable_ensemble():
     assert all(low[b]["ratio"] < 0.75 for b in bands)
     one_day = metrics.band_spread_skill(ens[:, 0], obs[0], mask, kernel_km=40.0, bands=bands)
     assert set(one_day) == set(bands)
+
+
+def _days_with_shared_difficulty(days=12, m=6, seed=12):
+    """Days of very different difficulty; the ensemble is a little better than the baseline on each."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.2, 2.0, size=days)[:, None, None]  # per-day error size, shared by both forecasts
+    obs = rng.normal(size=(days, 32, 32))
+    base = obs + scale * rng.normal(size=obs.shape)
+    ens = obs + scale * (0.8 * rng.normal(size=obs.shape) + 0.3 * rng.normal(size=(m,) + obs.shape))
+    return ens, obs, base
+
+
+def test_skill_table_per_day_scores_and_intervals_over_days():
+    ens, obs, base = _days_with_shared_difficulty()
+    mask = np.ones(obs.shape[1:], bool)
+    mask[0] = False
+    t = metrics.skill_table(ens, obs, mask, {"base": base}, day_axis=0, n_boot=4000)
+    mean = ens.mean(axis=0)
+    for d in range(obs.shape[0]):
+        assert t["per_day"]["ensemble"]["rmse"][d] == pytest.approx(metrics.rmse(mean[d], obs[d], mask))
+        assert t["per_day"]["ensemble"]["crps"][d] == pytest.approx(metrics.crps_fair(ens[:, d], obs[d], mask))
+        assert t["per_day"]["base"]["mae"][d] == pytest.approx(metrics.mae(base[d], obs[d], mask))
+        assert t["per_day"]["ensemble"]["spread_skill"][d] == pytest.approx(
+            metrics.spread_skill_ratio(ens[:, d], obs[d], mask))
+    for fc in ("ensemble", "member", "base"):
+        for s in ("rmse", "mae", "crps"):
+            low, high = t["ci95"][fc][s]
+            assert low < t["scores"][fc][s] < high
+    # the paired difference of RMSEs against scipy's paired bootstrap (block of one day)
+    from scipy.stats import bootstrap
+
+    e2 = (np.array(t["per_day"]["ensemble"]["rmse"]) ** 2, np.array(t["per_day"]["base"]["rmse"]) ** 2)
+    ref = bootstrap(e2, lambda a, b, axis=-1: np.sqrt(a.mean(axis)) - np.sqrt(b.mean(axis)), paired=True,
+                    n_resamples=20_000, method="percentile", random_state=1).confidence_interval
+    one = metrics.skill_table(ens, obs, mask, {"base": base}, day_axis=0, n_boot=20_000, block=1)
+    pr = one["paired"]["base"]["rmse"]
+    assert pr["diff"] == pytest.approx(one["scores"]["ensemble"]["rmse"] - one["scores"]["base"]["rmse"])
+    width = ref.high - ref.low
+    assert pr["ci95"] == pytest.approx([ref.low, ref.high], abs=0.05 * width)
+    # pairing removes the shared day-to-day difficulty: the difference is significant although the
+    # intervals of the two scores overlap
+    assert pr["ci95"][1] < 0
+    assert one["ci95"]["ensemble"]["rmse"][1] > one["ci95"]["base"]["rmse"][0]
+    assert one["paired"]["base"]["crps"]["diff"] == pytest.approx(
+        one["scores"]["ensemble"]["crps"] - one["scores"]["base"]["mae"])
