@@ -125,12 +125,16 @@ def flux_comparison(
     h_min: float = 0.05,
     thin_ice: float = 0.5,
     member_axis: int = 0,
+    sic_truth: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """Domain-mean conductive flux of the truth, LR, interpolation and SR ensemble.
 
-    Every field is evaluated on the same cells (mask True and every input finite)
-    with the same ``sic``. The ensemble's flux is computed per member, then averaged
-    (the flux of the ensemble mean would be biased low: ``1/h`` is convex).
+    Every field is evaluated on the same cells (mask True and every input finite).
+    The estimates (LR, interpolation, members) use ``sic``, the concentration a user has
+    (the LR product); the truth uses ``sic_truth``, the 4 km concentration, so the error
+    includes what the coarse concentration gets wrong. The ensemble's flux is computed
+    per member, then averaged (the flux of the ensemble mean would be biased low: ``1/h``
+    is convex).
 
     Parameters
     ----------
@@ -138,12 +142,14 @@ def flux_comparison(
         Effective thickness (m).
     members : ndarray, shape (ny, nx) with M members inserted at ``member_axis``
     sic : ndarray, shape (ny, nx)
-        Ice concentration used for all fields (0-1).
+        Ice concentration of the estimates (0-1), e.g. ``sic_lr``.
     mask : ndarray of bool, shape (ny, nx), optional
         True on valid (ocean) cells.
     t_surface, h_min, thin_ice : float
         As in :func:`domain_mean_flux`.
     member_axis : int
+    sic_truth : ndarray, shape (ny, nx), optional
+        The truth's 4 km concentration (default ``sic``).
 
     Returns
     -------
@@ -154,14 +160,16 @@ def flux_comparison(
         ``flux_error_pct``, ``thin_ice_flux_error_pct`` (% of the truth's value).
     """
     x = np.moveaxis(np.asarray(members, dtype=np.float64), member_axis, 0)
+    sic_truth = sic if sic_truth is None else sic_truth
     fields = {"truth": truth_sit, "lr": lr_sit, "interp": interp_sit}
-    valid = np.isfinite(x).all(axis=0) & np.isfinite(sic)
+    valid = np.isfinite(x).all(axis=0) & np.isfinite(sic) & np.isfinite(sic_truth)
     for f in fields.values():
         valid &= np.isfinite(f)
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
     kw = {"mask": valid, "t_surface": t_surface, "h_min": h_min, "thin_ice": thin_ice}
-    out = {name: {k: float(v) for k, v in domain_mean_flux(f, sic, **kw).items()} for name, f in fields.items()}
+    out = {name: {k: float(v) for k, v in domain_mean_flux(f, sic_truth if name == "truth" else sic, **kw).items()}
+           for name, f in fields.items()}
     out["ensemble"] = {k: float(np.mean(v)) for k, v in domain_mean_flux(x, sic, **kw).items()}
     for name in ("lr", "interp", "ensemble"):
         for key in ("flux", "thin_ice_flux"):

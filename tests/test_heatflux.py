@@ -70,3 +70,17 @@ def test_flux_comparison_member_axis_and_mask():
     assert out["ensemble"]["flux"] == pytest.approx((F0 + F0 / 2) / 3)
     assert out["ensemble"]["open_water_fraction"] == pytest.approx(1 / 3)
     assert out["ensemble"]["flux_error"] == 0.0
+
+
+def test_flux_comparison_truth_uses_its_own_4km_concentration():
+    # a 2-cell domain: ice of 1 m over half of one cell; the coarse concentration smears it over both
+    truth = np.array([0.5, 0.0])  # effective thickness: 0.5 m of ice per cell area on the first cell
+    sic_hr, sic_lr = np.array([0.5, 0.0]), np.array([0.25, 0.25])
+    lr = np.array([0.25, 0.25])
+    out = heatflux.flux_comparison(truth, lr, lr, np.stack([truth, truth]), sic_lr, sic_truth=sic_hr)
+    assert out["truth"]["flux"] == pytest.approx(0.5 * F0 / 1.0 / 2)  # h = 0.5 / 0.5 = 1 m on half the domain
+    assert out["truth"]["open_water_fraction"] == pytest.approx(0.5)
+    assert out["lr"]["flux"] == pytest.approx(2 * 0.25 * F0 / 1.0 / 2)  # h = 0.25 / 0.25 = 1 m everywhere
+    assert out["ensemble"]["flux"] == pytest.approx(0.25 * F0 / 2.0 / 2)  # h = 0.5 / 0.25 = 2 m on one cell
+    same = heatflux.flux_comparison(truth, lr, lr, np.stack([truth, truth]), sic_lr)
+    assert same["truth"]["flux"] == pytest.approx(out["ensemble"]["flux"])  # default: the truth with sic
