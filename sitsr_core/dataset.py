@@ -1,8 +1,10 @@
 """Dataset constitution: 4 km fields -> (LR context, HR target, interpolation baseline) per day.
 
-Step 1 of the slides: filter the neXtSIM 4 km fields with a constant (box)
-kernel of 120 km (sea-ice concentration: 24 km), keep the four inputs
-``sit``, ``sic``, ``divergence``, ``shear`` plus the land mask, and split the days
+Step 1 of the slides, made honest: observe the neXtSIM 4 km fields ``sit``, ``sic``,
+``divergence``, ``shear`` through an observation operator (:mod:`sitsr_core.observe`; default
+``"product"``: each variable as a real product would see it -- smoothed, on its coarse grid, with
+noise -- then regridded and box-filtered like a real product (120 km; sea-ice concentration 24 km);
+``"moving-mean"``: the slides' noise-free 120 km moving box mean), keep the land mask, and split the days
 into training / validation / test date windows separated by gap days (consecutive
 days are correlated, so a gap avoids leakage between splits).
 
@@ -23,8 +25,10 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import filters, io
+from . import filters, io, observe
 from .errors import SitsrDataError, SitsrInputError
+from .grid import Grid
+from .observe import ObservationOperator
 
 LR_FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
 SPLITS = ("train", "val", "test", "gap")
@@ -123,8 +127,9 @@ def assign_splits(dates: pd.DatetimeIndex, spec: SplitSpec) -> np.ndarray:
 
 
 def constitute_day(day: dict[str, np.ndarray], mask: np.ndarray, kernel_km: float = 120.0,
-                   sic_kernel_km: float = 24.0, dx_km: float = 4.0) -> dict[str, np.ndarray]:
-    """Filter one day's 4 km fields into the LR context and the interpolation baseline.
+                   sic_kernel_km: float = 24.0, dx_km: float = 4.0, operator: ObservationOperator | None = None,
+                   grid: Grid | None = None, date=None) -> dict[str, np.ndarray]:
+    """Observe one day's 4 km fields into the LR context and the interpolation baseline.
 
     Parameters
     ----------
@@ -132,17 +137,24 @@ def constitute_day(day: dict[str, np.ndarray], mask: np.ndarray, kernel_km: floa
         ``sit``, ``sic``, ``divergence``, ``shear`` (NaN on land).
     mask : ndarray of bool, shape (ny, nx)
         True on ocean cells.
+    kernel_km, sic_kernel_km : float
+        Training box filters (used when ``operator`` is None).
+    operator : ObservationOperator, optional
+        How the LR context is observed (:mod:`sitsr_core.observe`); default: the noise-free
+        moving mean of ``kernel_km``/``sic_kernel_km`` (the slides' operator).
+    grid, date
+        The window and the day (needed by the ``"product"`` operator).
 
     Returns
     -------
     dict of float32 arrays, shape (ny, nx): ``sit``, ``sit_lr``, ``sic_lr``,
-    ``divergence_lr``, ``shear_lr``, ``sit_interp``.
+    ``divergence_lr``, ``shear_lr``, ``sit_interp`` (and ``sit_obs``, shape (by, bx), with the
+    ``"product"`` operator).
     """
+    if operator is None:
+        operator = ObservationOperator("moving-mean", kernel_km=kernel_km, sic_kernel_km=sic_kernel_km)
     out = {"sit": np.where(mask, day["sit"], np.nan).astype(np.float32)}
-    for name in ("sit", "sic", "divergence", "shear"):
-        k = sic_kernel_km if name == "sic" else kernel_km
-        out[f"{name}_lr"] = filters.box_filter(day[name], mask, k, dx_km)
-    out["sit_interp"] = filters.interp_baseline(day["sit"], mask, kernel_km, dx_km)
+    out.update(observe.observe_day(day, mask, operator.validate(), grid, date, dx_km))
     return out
 
 
@@ -157,7 +169,7 @@ def _stats(sums: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_kernel_km: float = 24.0,
                splits: SplitSpec | None = None, start: str | None = None, end: str | None = None,
                mapping: dict[str, str] | None = None, allow_gaps: bool = False, overwrite: bool = False,
-               progress: bool = True) -> Path:
+               progress: bool = True, operator: str | ObservationOperator = "product", seed: int = 0) -> Path:
     """Build the dataset store from moorings files.
 
     Parameters
@@ -179,6 +191,12 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         Replace an existing output.
     progress : bool
         Show a tqdm bar.
+    operator : {"product", "moving-mean"} or ObservationOperator
+        How the LR context is observed (:mod:`sitsr_core.observe`; a name takes that operator's
+        defaults with ``kernel_km``, ``sic_kernel_km`` and ``seed``). Saved as JSON in
+        ``attrs["observation_operator"]``.
+    seed : int
+        Seed of the observation noise (each day draws from ``(seed, day)``).
 
     Returns
     -------
@@ -190,6 +208,9 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     io.check_output(out, overwrite)
     filters.box_kernel(kernel_km)
     filters.box_kernel(sic_kernel_km)
+    if isinstance(operator, str):
+        operator = ObservationOperator(operator, seed, kernel_km, sic_kernel_km)
+    operator = operator.validate()
     src, grid = io.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
     if start or end:
         src = src.sel(time=slice(start, end))
@@ -204,13 +225,16 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
 
     names = ("sit",) + LR_FEATURES + ("sit_interp",)
     arrays = {n: np.empty((len(dates),) + grid.shape, dtype=np.float32) for n in names}
+    if operator.name == "product":
+        _, g = operator.sit.cells()
+        arrays["sit_obs"] = np.empty((len(dates),) + observe.coarse_shape(grid.shape, g), dtype=np.float32)
     sums: dict[str, list[float]] = {}
     files = src.attrs.get("source_files", "moorings")
     for i in tqdm(range(len(dates)), desc="constitute", unit="day", disable=not progress):
         raw = {v: src[v].isel(time=i).values for v in io.VARIABLES}
         day = io.check_day(raw, mask, f"{files} {dates[i].date()}")
-        fields = constitute_day(day, mask, kernel_km, sic_kernel_km)
-        for n in names:
+        fields = constitute_day(day, mask, operator=operator, grid=grid, date=dates[i])
+        for n in arrays:
             arrays[n][i] = fields[n]
         if labels[i] == "train":
             fields["anomaly"] = fields["sit"] - fields["sit_lr"]
@@ -224,7 +248,8 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
 
     attrs_lr = {
         "sit": {"long_name": "sea ice effective thickness, 4 km (target)", "units": "m"},
-        "sit_lr": {"long_name": f"sea ice effective thickness, {kernel_km:g} km box mean", "units": "m"},
+        "sit_lr": {"long_name": f"sea ice effective thickness observed by the {operator.name} operator, "
+                              f"{kernel_km:g} km box mean", "units": "m"},
         "sic_lr": {"long_name": f"sea ice concentration, {sic_kernel_km:g} km box mean", "units": "1"},
         "divergence_lr": {"long_name": f"sea ice divergence, {kernel_km:g} km box mean", "units": "day-1"},
         "shear_lr": {"long_name": f"sea ice shear, {kernel_km:g} km box mean", "units": "day-1"},
@@ -238,6 +263,12 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     for c in ("latitude", "longitude"):
         if c in src.coords:
             ds = ds.assign_coords({c: (("y", "x"), np.asarray(src[c].values, dtype=np.float32))})
+    if "sit_obs" in arrays:
+        y_obs, x_obs = observe.coarse_coords(grid, operator.sit.cells()[1])
+        ds["sit_obs"] = (("time", "y_obs", "x_obs"), arrays["sit_obs"], {
+            "long_name": f"sea ice effective thickness observed on the {operator.sit.grid_km:g} km product grid "
+                         "(with its noise; NaN where not observed)", "units": "m"})
+        ds = ds.assign_coords(y_obs=("y_obs", y_obs, {"units": "m"}), x_obs=("x_obs", x_obs, {"units": "m"}))
     ds["mask"] = (("y", "x"), mask.astype(np.uint8), {"long_name": "model domain (1 = ocean, 0 = land)"})
     ds["split"] = ("time", labels.astype("<U5"), {"long_name": "split of each day: train, val, test or gap"})
     ds.attrs = {
@@ -246,6 +277,8 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         "source_attrs": json.dumps({k: str(v) for k, v in src.attrs.items() if k != "source_files"}),
         "kernel_km": float(kernel_km),
         "sic_kernel_km": float(sic_kernel_km),
+        "observation_operator": operator.to_json(),
+        "seed": int(operator.seed),
         "region": grid.name,
         "grid_window": json.dumps([grid.row0, grid.col0, grid.ny, grid.nx]),
         "splits": json.dumps({"val": spec.val, "test": spec.test, "gap_days": spec.gap_days}),

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import filters, io
 from . import grid as gridmod
+from . import io
 from .config import FEATURES, Config
 from .errors import SitsrDataError, SitsrInputError
-from .regrid import regrid_to_grid
+from .observe import model_context, to_model_grid
 
 #: Product variable -> LR feature.
 PRODUCT_VARIABLES = {"sit": "sit_lr", "sic": "sic_lr", "divergence": "divergence_lr", "shear": "shear_lr"}
@@ -94,19 +94,17 @@ def product_features(ds: xr.Dataset, grid: gridmod.Grid, kernel_km: float = 120.
             f"{' and no '.join(missing)}; the model needs both sea-ice thickness and concentration "
             f"(variables: {', '.join(map(str, ds.data_vars))})")
     names = [v for v in PRODUCT_VARIABLES if v in ds.data_vars]
-    rg = regrid_to_grid(ds, grid, names, method=method, radius_km=radius_km, land_mask=True)
-    ocean = rg["land_mask"].values == 0
-    hr = {v: np.asarray(rg[v].values, dtype=np.float64) for v in names}
+    hr, ocean, rg = to_model_grid(ds, grid, names, method=method, radius_km=radius_km)
     valid = ocean & np.isfinite(hr["sit"]) & np.isfinite(hr["sic"])
     if not valid.any():
         raise SitsrDataError(f"{ds.attrs.get('source_file', 'product')}: no ocean cell of the {grid.name} window "
                              "has both sit and sic")
     eff = float(ds.attrs.get("effective_resolution_km", np.nan))
+    lr = model_context(hr, valid, kernel_km, sic_kernel_km)
     out, notes = {}, []
     for v in names:
         k = sic_kernel_km if v == "sic" else kernel_km
-        field = np.where(valid, hr[v], np.nan)
-        out[PRODUCT_VARIABLES[v]] = (filters.box_filter(field, valid & np.isfinite(field), k), dict(
+        out[PRODUCT_VARIABLES[v]] = (lr[PRODUCT_VARIABLES[v]], dict(
             long_name=f"{ds.attrs.get('product', 'product')} {v}, regridded to 4 km and {k:g} km box mean",
             units=UNITS[v], kernel_km=float(k)))
         out[f"{v}_regridded"] = (np.where(ocean, hr[v], np.nan).astype(np.float32), dict(
@@ -114,7 +112,7 @@ def product_features(ds: xr.Dataset, grid: gridmod.Grid, kernel_km: float = 120.
         if np.isfinite(eff) and eff >= 0.8 * k:
             notes.append(f"{v}: product resolution ~{eff:.0f} km is close to or coarser than the {k:g} km kernel, "
                          "so the feature is smoother than the training LR fields")
-    out["sit_interp"] = (filters.interp_baseline(np.where(valid, hr["sit"], np.nan), valid, kernel_km), dict(
+    out["sit_interp"] = (lr["sit_interp"], dict(
         long_name=f"{kernel_km:g} km block means of the regridded sit interpolated to 4 km (baseline)", units="m"))
     notes.append(f"sit: the product (~{eff:.0f} km) is smoother than the 4 km training fields at scales between "
                  f"{eff:.0f} and {kernel_km:g} km, which the {kernel_km:g} km box removes")
