@@ -8,12 +8,14 @@ their working directory, as in JupyterLab, so paths are relative to it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import yaml
 
 from .errors import SitsrInputError
+from .io import atomic_output
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -26,6 +28,24 @@ def notebook_parameters(name: str, param_set: str, region: str = "central", prof
         raise SitsrInputError(f"{path}: no parameter set {param_set!r} (have {sorted(sets)})")
     params = dict((sets[param_set] or {}).get(name) or {})
     return {k: v.format(region=region, profile=profile) if isinstance(v, str) else v for k, v in params.items()}
+
+
+def show_one_parameters_cell(path: str | os.PathLike) -> bool:
+    """Tag the default ``parameters`` cell ``remove-cell`` when papermill injected a ``# Parameters`` cell after it.
+
+    A reader of the executed notebook (or of the book, where Jupyter Book drops ``remove-cell`` cells) then sees
+    the values it ran with, once. The file is rewritten in place; True when a cell was tagged.
+    """
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in nb["cells"]]
+    if not any("injected-parameters" in t for t in tags):
+        return False
+    for cell, cell_tags in zip(nb["cells"], tags):
+        if "parameters" in cell_tags and "remove-cell" not in cell_tags:
+            cell.setdefault("metadata", {})["tags"] = [*cell_tags, "remove-cell"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return True
 
 
 def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str = "book", region: str = "central",
@@ -45,11 +65,10 @@ def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str 
 
     Returns
     -------
-    list of Path, the executed notebooks.
+    list of Path, the executed notebooks, each showing only papermill's injected parameters cell
+    (:func:`show_one_parameters_cell`).
     """
-    import papermill
-
-    from .io import atomic_output
+    import papermill  # heavy (nbclient, jupyter_client): only when notebooks are executed
 
     available = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     names = names or available
@@ -66,5 +85,6 @@ def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str 
                 str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp),
                 parameters=notebook_parameters(name, param_set, region, profile), kernel_name="python3",
                 cwd=str(NOTEBOOK_DIR), progress_bar=progress)
+            show_one_parameters_cell(tmp)
         done.append(target)
     return done

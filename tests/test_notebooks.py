@@ -5,6 +5,7 @@ The executed copies land in ``build/smoke/executed``, where the book test (marke
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from papermill.parameterize import parameterize_notebook
 
 from sitsr_core import runbook
 
@@ -54,13 +56,14 @@ def smoke_inputs():
         sitsr("train", "--data", str(data), "--run", str(runs / name), "--profile", "smoke", "--no-progress", *extra)
     if (SMOKE / "outputs").exists():
         shutil.rmtree(SMOKE / "outputs")
-    sitsr("evaluate", "--run", str(runs / "diffusion"), "--regression-run", str(runs / "regression"), "--data", str(data),
-          "--split", "test", "--members", "4", "--steps", "4", "--max-days", "2", "--outputs", str(SMOKE / "outputs"),
-          "--out", str(SMOKE / "metrics_test.json"), "--no-progress")
+    sitsr("evaluate", "--run", str(runs / "diffusion"), "--regression-run", str(runs / "regression"),
+          "--data", str(data), "--split", "test", "--members", "4", "--steps", "4", "--max-days", "2",
+          "--outputs", str(SMOKE / "outputs"), "--out", str(SMOKE / "metrics_test.json"), "--no-progress")
     sitsr("sweep", "--run", str(runs / "diffusion"), "--data", str(data), "--anomaly-run", str(runs / "anomaly"),
           "--full-target-run", str(runs / "full_target"),
           "--sitsic-run", str(runs / "sit_sic"), "--moorings", str(SMOKE / "moorings" / "Moorings_*.nc"),
-          "--members", "3", "--steps", "4", "--window", "64", "--out", str(SMOKE / "sweep" / "sweep.csv"), "--overwrite")
+          "--members", "3", "--steps", "4", "--window", "64", "--out", str(SMOKE / "sweep" / "sweep.csv"),
+          "--overwrite")
     return SMOKE
 
 
@@ -76,9 +79,34 @@ def test_every_notebook_has_the_cookbook_structure():
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: committed with outputs"
 
 
+def test_the_reader_sees_one_parameters_cell(tmp_path):
+    """papermill injects its ``# Parameters`` cell after the default one; the default one is then removed."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title", metadata={"tags": []}),
+        nbformat.v4.new_code_cell("members = 3  # default", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(members)", metadata={"tags": []})])
+    nb.metadata.update(nbformat.from_dict({"papermill": {}, "kernelspec": {"name": "python3", "language": "python",
+                                                                           "display_name": "Python 3"}}))
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(parameterize_notebook(copy.deepcopy(nb), {"members": 30}), path)
+    assert runbook.show_one_parameters_cell(path)
+    cells = nbformat.read(path, as_version=4).cells
+    shown = [c for c in cells if "remove-cell" not in c.metadata.get("tags", [])]
+    assert [c.source for c in shown if c.cell_type == "code"] == [
+        next(c.source for c in cells if "injected-parameters" in c.metadata.get("tags", [])), "print(members)"]
+    assert "members = 30" in shown[1].source
+    # a notebook papermill did not parameterise keeps its default cell
+    nbformat.write(nb, path)
+    assert not runbook.show_one_parameters_cell(path)
+    assert nbformat.read(path, as_version=4).cells[1].metadata.tags == ["parameters"]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes_with_smoke_parameters(name, smoke_inputs):
     (path,) = runbook.execute([name], smoke_inputs / "executed", "smoke", progress=False)
     nb = nbformat.read(path, as_version=4)
+    tagged = [c.metadata.get("tags", []) for c in nb.cells]
+    assert ["parameters", "remove-cell"] in tagged and sum("remove-cell" not in t and "injected-parameters" in t
+                                                            for t in tagged) == 1, f"{name}: parameters cells"
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 1, f"{name}: executed without any figure"
