@@ -32,7 +32,8 @@ def _dataset(a):
     spec = SplitSpec(tuple(a.val), tuple(a.test), a.gap_days) if (a.val or a.test) else None
     mapping = dict(m.split("=", 1) for m in a.map) if a.map else None
     out = constitute(a.moorings, a.out, kernel_km=a.kernel_km, sic_kernel_km=a.sic_kernel_km, splits=spec,
-                     start=a.start, end=a.end, mapping=mapping, allow_gaps=a.allow_gaps, overwrite=a.overwrite)
+                     start=a.start, end=a.end, mapping=mapping, allow_gaps=a.allow_gaps, overwrite=a.overwrite,
+                     operator=a.operator, seed=a.seed)
     print(f"wrote {out}")
 
 
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--end", help="last day to use")
     d.add_argument("--map", nargs="*", help="variable names in the files, e.g. sit=thickness sic=concentration")
     d.add_argument("--allow-gaps", action="store_true", help="accept missing days")
+    d.add_argument("--operator", choices=("product", "moving-mean"), default="product",
+                   help="how the LR context is observed (sitsr_core.observe; default: like a product)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the observation noise")
     d.add_argument("--overwrite", action="store_true", help="replace an existing store")
     d.set_defaults(func=_dataset)
 
