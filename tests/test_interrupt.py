@@ -167,7 +167,8 @@ DATES = ("20201211", "20201212", "20201213")  # the test split of the tiny datas
 
 
 def _downscale(run, data, out, hook=None):
-    return _run(["sitsr_core.cli", "downscale", "--run", run, "--data", data, "--split", "test", "--members", 2,
+    dates = [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in DATES]  # named: only the final evaluation reads the test split
+    return _run(["sitsr_core.cli", "downscale", "--run", run, "--data", data, "--date", *dates, "--members", 2,
                  "--steps", 2, "--out", out, "--device", "cpu", "--no-progress"], hook)
 
 
