@@ -148,3 +148,22 @@ def samples() -> Path:
     if problems:
         pytest.fail("real sample files (data/samples/README.md): " + "; ".join(problems), pytrace=False)
     return SAMPLES
+
+
+#: Fixtures that train runs (seconds to minutes each on 2 cores; ``smoke_inputs``: the whole smoke pipeline of the
+#: notebooks): a test using one is ``slow``.
+SLOW_FIXTURES = {"smoke_run", "regression_run", "residual_run", "sitsic_run", "smoke_inputs", "runs"}
+#: Modules whose every test is ``slow``: training, interruptions, the benchmark harness (each test times or trains).
+SLOW_MODULES = {"test_train", "test_interrupt", "test_benchmarks"}
+#: Single tests that train inside their body (over 30 s each on the loaded 2-core machine).
+SLOW_TESTS = {"test_cli_train_downscale_evaluate", "test_loss_decreases_on_toy_problem"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` in one place: tests using a trained-run fixture, whole modules that train or time, single tests
+    that train, and the book; ``make test-fast`` deselects them (``-m "not slow and not book"``)."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if (SLOW_FIXTURES & set(item.fixturenames) or module in SLOW_MODULES or item.originalname in SLOW_TESTS
+                or item.get_closest_marker("book")):
+            item.add_marker(pytest.mark.slow)

@@ -77,9 +77,14 @@ def test_run_sweep_scores_and_resumes(smoke_run, tiny_dataset, tmp_path, monkeyp
     assert frame.loc[frame["variant"] == "ensemble size=2", "scored_members"].item() == 2
     assert (frame[list(sweep.METRICS)].notna()).all().all()
     assert (tmp_path / "sweep_spectra.json").exists()
-    # the same ensemble, scored on fewer members: CRPS changes, the RMSE of 2 members differs from 3
-    base = frame.set_index("variant").loc["base"]
-    assert base["crps"] > 0 and base["rmse_mean"] > 0
+    rows = frame.set_index("variant")
+    # closed-form bounds on every row: |mean of errors| <= mean of |errors| (Minkowski), and the fair CRPS is at
+    # most the members' mean absolute error, itself at most their RMSE
+    assert (rows["rmse_mean"] <= rows["rmse_member"] + 1e-6).all()
+    assert (rows["crps"] <= rows["rmse_member"] + 1e-6).all()
+    # the same ensemble, scored on fewer members: CRPS changes, the RMSE of the mean of 2 members differs from 3
+    assert rows.loc["ensemble size=2", "crps"] != rows.loc["base", "crps"]
+    assert rows.loc["ensemble size=2", "rmse_mean"] != rows.loc["base", "rmse_mean"]
 
     calls = []
     monkeypatch.setattr(sweep, "score_variant", lambda *a, **k: calls.append(a) or {})
