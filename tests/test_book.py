@@ -10,8 +10,10 @@ without network access and checks what a reader would see. Screenshots go to
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -20,9 +22,9 @@ import tarfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import booktools  # book/tools/ (pytest's pythonpath, pyproject.toml)
 import pytest
 
-from sitsr_core import booktools
 from sitsr_core.errors import SitsrInputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +48,7 @@ def _book_skeleton(tmp_path: Path) -> Path:
     return book
 
 
-def test_toc_lists_only_present_notebooks_in_order(tmp_path):
+def test_prepare_copies_present_notebooks_and_drops_dead_links(tmp_path):
     book = _book_skeleton(tmp_path)
     executed = tmp_path / "executed"
     executed.mkdir()
@@ -58,26 +60,28 @@ def test_toc_lists_only_present_notebooks_in_order(tmp_path):
     (book / "notebooks").mkdir()
     (book / "notebooks" / "00_stale.ipynb").write_text("{}")  # left from an earlier build
     out = booktools.prepare(book, executed, tmp_path / "no_results")
-    assert out["toc"] == ["intro", "notebooks/01_dataset_constitution", "notebooks/03_ensemble_spread_reliability",
-                          "performance", "api"]
-    assert sorted(p.name for p in (book / "notebooks").iterdir()) == ["01_dataset_constitution.ipynb",
-                                                                     "03_ensemble_spread_reliability.ipynb"]
+    names = ["01_dataset_constitution.ipynb", "03_ensemble_spread_reliability.ipynb"]
+    assert [p.name for p in out["notebooks"]] == names
+    assert sorted(p.name for p in (book / "notebooks").iterdir()) == names
     # the absent notebook 02 loses its link, the present 03 and the web link keep theirs
     copied = json.loads((book / "notebooks" / "01_dataset_constitution.ipynb").read_text())
     assert copied["cells"][0]["source"] == ("Next: training, [spread](03_ensemble_spread_reliability.ipynb#top), "
                                             "[w](https://x/a.ipynb)")
-    toc = (book / "_toc.yml").read_text()
-    assert toc.index("01_dataset") < toc.index("03_ensemble") < toc.index("performance") < toc.index("file: api")
-    assert "No benchmark results yet" in (book / "performance.md").read_text()
-    assert "sitsr_core.booktools" in out["modules"] and "sitsr_core.errors" in out["modules"]
-    assert ".. automodule:: sitsr_core.errors" in (book / "api.md").read_text()
+    assert out["benchmarks"] == 0 and "No benchmark results yet" in (book / "performance.md").read_text()
 
 
-def test_toc_without_notebooks_has_no_empty_part(tmp_path):
-    book = _book_skeleton(tmp_path)
-    (tmp_path / "executed").mkdir()
-    assert booktools.prepare(book, tmp_path / "executed", tmp_path)["toc"] == ["intro", "performance", "api"]
-    assert "Notebooks" not in (book / "_toc.yml").read_text()
+def test_static_sources_list_the_notebooks_and_every_public_module():
+    """_toc.yml globs the notebooks; api.md documents exactly the public modules of the installed package."""
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    assert "glob: notebooks/*" in toc and toc.index("notebooks/*") < toc.index("file: performance")
+    spec = importlib.util.find_spec("sitsr_core")
+    public = {m.name for m in pkgutil.walk_packages(spec.submodule_search_locations, prefix="sitsr_core.")
+              if not any(part.startswith("_") for part in m.name.split("."))}
+    documented = re.findall(r"^\.\. automodule:: (\S+)$", (ROOT / "book" / "api.md").read_text(), re.M)
+    assert len(documented) == len(set(documented))
+    assert set(documented) == public, f"book/api.md: add {sorted(public - set(documented))}, " \
+                                      f"remove {sorted(set(documented) - public)}"
+    assert not (ROOT / "sitsr_core" / "booktools.py").exists()  # the book builder is not part of the library
 
 
 def test_prepare_rejects_missing_folders(tmp_path):
@@ -309,10 +313,11 @@ def test_book_builds_offline_and_renders(tmp_path):
     assert Path(CHROMIUM).exists(), "chromium missing: apt-get update && apt-get install -y chromium"
     book = tmp_path / "book"
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns(
-        "_build", "notebooks", "_generated", "_toc.yml", "api.md", "performance.md", "*.tmp"))
+        "_build", "notebooks", "_generated", "performance.md", "*.tmp"))
     jb = Path(sys.executable).with_name("jupyter-book")
     make = ["make", "--no-print-directory", "-f", str(ROOT / "book" / "book.mk"), f"BOOK_SRC={book}",
             f"EXECUTED={executed}", f"BENCH_RESULTS={ROOT / 'benchmarks' / 'results'}", f"PY={sys.executable}",
+            f"BOOK_TOOLS={ROOT / 'book' / 'tools' / 'booktools.py'}",
             f"JB={jb if jb.exists() else 'jupyter-book'}", "publish"]
     proc = subprocess.run(make, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
@@ -355,6 +360,13 @@ def test_book_builds_offline_and_renders(tmp_path):
             assert _shown_images(dom, page) >= images, f"{name}: {images} figures expected"
             if widgets:
                 assert re.search(r'class="[^"]*\bjupyter-widgets\b', dom), f"{name}: widgets not rendered"
+            # one parameters cell: papermill's injected one (a comment "# Parameters"), the default one removed
+            injected = static.count("# Parameters</span>")
+            assert injected == 1, f"{name}: {injected} injected parameters cells shown"
+            default = next(c for c in json.loads((executed / f"{page.stem}.ipynb").read_text())["cells"]
+                           if "parameters" in c.get("metadata", {}).get("tags", []))
+            comment = re.search(r"#\s*([\w ,:]{12,})", "".join(default["source"]))  # a comment of the default cell
+            assert comment is None or comment.group(1) not in static, f"{name}: default parameters cell shown"
         if page.stem == "performance":
             assert "<table" in dom or "No benchmark results yet" in dom
 
