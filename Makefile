@@ -173,6 +173,7 @@ $(STAMP)/dataset-$(REGION).done: $(STAMP)/synth-$(REGION).done $(STAMP)/dataset-
 define TRAIN_RULE
 $(STAMP)/$(1)-$(PROFILE)-$(REGION).done: $(call run_stamp,$(1)).config $(STAMP)/dataset-$(REGION).done \
     $(if $($(1).base),$(STAMP)/$($(1).base)-$(PROFILE)-$(REGION).done)
+	@$$(if $$(RESUME),,test ! -e $($(1).dir) || echo "$($(1).dir): training afresh (newer: $$?)")
 	$$(if $$(RESUME),,rm -rf $($(1).dir))
 	$$(SITSR) train --data $$(DATASET) --run $($(1).dir) --profile $$(PROFILE) $(addprefix --set ,$($(1).set)) \
 	  $(if $($(1).base),--base-run $($($(1).base).dir)) $$(DEVICE_FLAG) $$(if $$(RESUME),--resume)
@@ -216,8 +217,9 @@ bench: venv
 	$(PY) -c "import diffusers" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.run --device $(or $(DEVICE),cpu) --out benchmarks/results/$(or $(DEVICE),cpu).json $(BENCH_ARGS)
 
+# The stamps stay with data/, runs/ and outputs/ they describe: a later make book retrains nothing unchanged.
 clean: book-clean
-	rm -rf $(STAMP) $(EXECUTED) build
-	@echo "kept data/, runs/ and outputs/ (remove them by hand)"
+	rm -rf $(EXECUTED) build
+	@echo "kept data/, runs/, outputs/ and their $(STAMP)/ (remove them by hand; make book FORCE=1 reruns all)"
 
 -include book/book.mk
