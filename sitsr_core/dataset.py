@@ -32,6 +32,8 @@ from .observe import ObservationOperator
 
 LR_FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
 SPLITS = ("train", "val", "test", "gap")
+#: Days observed together by :func:`constitute` (one regridding per product grid and chunk).
+CHUNK_DAYS = 30
 
 
 #: Default days excluded on each side of every val/test window. The fine-scale field ``sit - sit_lr``
@@ -230,21 +232,29 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         arrays["sit_obs"] = np.empty((len(dates),) + observe.coarse_shape(grid.shape, g), dtype=np.float32)
     sums: dict[str, list[float]] = {}
     files = src.attrs.get("source_files", "moorings")
-    for i in tqdm(range(len(dates)), desc="constitute", unit="day", disable=not progress):
-        raw = {v: src[v].isel(time=i).values for v in io.VARIABLES}
-        day = io.check_day(raw, mask, f"{files} {dates[i].date()}")
-        fields = constitute_day(day, mask, operator=operator, grid=grid, date=dates[i])
-        for n in arrays:
-            arrays[n][i] = fields[n]
-        if labels[i] == "train":
-            fields["anomaly"] = fields["sit"] - fields["sit_lr"]
-            for n in ("sit",) + LR_FEATURES + ("anomaly",):
-                v = fields[n][mask]
-                v = v[np.isfinite(v)].astype(np.float64)
-                acc = sums.setdefault(n, [0.0, 0.0, 0.0])
-                acc[0] += v.size
-                acc[1] += v.sum()
-                acc[2] += (v**2).sum()
+    bar = tqdm(total=len(dates), desc="constitute", unit="day", disable=not progress)
+    for c0 in range(0, len(dates), CHUNK_DAYS):  # a chunk of days shares one regridding per product grid
+        idx = range(c0, min(c0 + CHUNK_DAYS, len(dates)))
+        checked = [io.check_day({v: src[v].isel(time=i).values for v in io.VARIABLES}, mask,
+                                f"{files} {dates[i].date()}") for i in idx]
+        obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in io.VARIABLES}, mask, operator,
+                                   grid, dates[c0:idx.stop])
+        for j, i in enumerate(idx):
+            fields = {"sit": np.where(mask, checked[j]["sit"], np.nan).astype(np.float32)}
+            fields.update({k: a[j] for k, a in obs.items()})
+            for n in arrays:
+                arrays[n][i] = fields[n]
+            if labels[i] == "train":
+                fields["anomaly"] = fields["sit"] - fields["sit_lr"]
+                for n in ("sit",) + LR_FEATURES + ("anomaly",):
+                    v = fields[n][mask]
+                    v = v[np.isfinite(v)].astype(np.float64)
+                    acc = sums.setdefault(n, [0.0, 0.0, 0.0])
+                    acc[0] += v.size
+                    acc[1] += v.sum()
+                    acc[2] += (v**2).sum()
+        bar.update(len(idx))
+    bar.close()
 
     attrs_lr = {
         "sit": {"long_name": "sea ice effective thickness, 4 km (target)", "units": "m"},

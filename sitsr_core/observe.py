@@ -307,17 +307,20 @@ def coarse_coords(grid: Grid, grid_cells: int) -> tuple[np.ndarray, np.ndarray]:
 
 def product_dataset(values: dict[str, np.ndarray], grid: Grid, obs: FeatureObservation,
                     dx_km: float = 4.0) -> xr.Dataset:
-    """Coarse values as a product dataset (x/y in the grid's projection) for :func:`to_model_grid`."""
+    """Coarse values ((by, bx) or (T, by, bx)) as a product dataset for :func:`to_model_grid`.
+
+    x/y are the coarse cell centres in the grid's projection.
+    """
     _, g = obs.cells(dx_km)
     y, x = coarse_coords(grid, g)
-    return xr.Dataset({v: (("y", "x"), a) for v, a in values.items()}, coords={"x": x, "y": y},
+    return xr.Dataset({v: (("time", "y", "x")[-a.ndim:], a) for v, a in values.items()}, coords={"x": x, "y": y},
                       attrs={"crs_proj4": PROJ4, "grid_spacing_km": float(obs.grid_km),
                              "effective_resolution_km": float(obs.kernel_km), "product": "synthetic"})
 
 
 def observe_day(day: dict[str, np.ndarray], mask: np.ndarray, operator: ObservationOperator,
                 grid: Grid | None = None, date=None, dx_km: float = 4.0) -> dict[str, np.ndarray]:
-    """Apply an observation operator to one day of 4 km truth.
+    """Apply an observation operator to one day of 4 km truth (:func:`observe_days` for one day).
 
     Parameters
     ----------
@@ -337,27 +340,47 @@ def observe_day(day: dict[str, np.ndarray], mask: np.ndarray, operator: Observat
     ``sit_interp``; with ``"product"`` also ``sit_obs`` (float32 (by, bx), the observed coarse
     ``sit`` values, NaN where not observed).
     """
+    out = observe_days({v: np.asarray(a)[None] for v, a in day.items()}, mask, operator, grid,
+                       None if date is None else [date], dx_km)
+    return {k: a[0] for k, a in out.items()}
+
+
+def observe_days(days: dict[str, np.ndarray], mask: np.ndarray, operator: ObservationOperator,
+                 grid: Grid | None = None, dates=None, dx_km: float = 4.0) -> dict[str, np.ndarray]:
+    """Apply an observation operator to several days at once (one regridding per product grid).
+
+    ``days`` maps variables to (T, ny, nx) arrays, ``dates`` has length T; returns the outputs of
+    :func:`observe_day` stacked on a leading day axis.
+    """
     mask = np.asarray(mask, dtype=bool)
-    names = [v for v in VARIABLES if v in day]
+    names = [v for v in VARIABLES if v in days]
+    n = len(next(iter(days.values())))
     if operator.name == "moving-mean":
-        return model_context({v: day[v] for v in names}, mask, operator.kernel_km,
-                                      operator.sic_kernel_km, dx_km)
-    if grid is None or date is None:
-        raise SitsrInputError("the product observation operator needs the grid and the date")
+        per_day = [model_context({v: days[v][t] for v in names}, mask, operator.kernel_km, operator.sic_kernel_km,
+                                 dx_km) for t in range(n)]
+        return {k: np.stack([d[k] for d in per_day]) for k in per_day[0]}
+    if grid is None or dates is None:
+        raise SitsrInputError("the product observation operator needs the grid and the dates")
     hr, obs_sit = {}, None
-    groups: dict[FeatureObservation, list[str]] = {}
+    groups: dict[float, list[str]] = {}  # variables on the same product grid are regridded together
     for v in names:
-        groups.setdefault(getattr(operator, v), []).append(v)
-    for obs, vs in groups.items():
-        values = {v: coarse_observe(np.asarray(day[v], np.float64), mask, obs, v,
-                                    day_rng(operator.seed, date, v), dx_km) for v in vs}
+        groups.setdefault(getattr(operator, v).grid_km, []).append(v)
+    for vs in groups.values():
+        values = {v: np.stack([coarse_observe(np.asarray(days[v][t], np.float64), mask, getattr(operator, v), v,
+                                              day_rng(operator.seed, dates[t], v), dx_km) for t in range(n)])
+                  for v in vs}
         if "sit" in values:
             obs_sit = values["sit"]
-        regridded, _, _ = to_model_grid(product_dataset(values, grid, obs, dx_km), grid, vs,
-                                                 land_mask=~mask)
+        regridded, _, _ = to_model_grid(product_dataset(values, grid, getattr(operator, vs[0]), dx_km), grid, vs,
+                                        land_mask=~mask)
         hr.update(regridded)
-    valid = mask & np.isfinite(hr["sit"]) & np.isfinite(hr["sic"])
-    out = model_context(hr, valid, operator.kernel_km, operator.sic_kernel_km, dx_km)
+    out: dict[str, list] = {}
+    for t in range(n):
+        valid = mask & np.isfinite(hr["sit"][t]) & np.isfinite(hr["sic"][t])
+        for k, a in model_context({v: hr[v][t] for v in names}, valid, operator.kernel_km, operator.sic_kernel_km,
+                                  dx_km).items():
+            out.setdefault(k, []).append(a)
+    out = {k: np.stack(a) for k, a in out.items()}
     if obs_sit is not None:
         out["sit_obs"] = obs_sit.astype(np.float32)
     return out
