@@ -142,3 +142,20 @@ def test_store_saves_the_operator_and_the_observed_values(tiny_dataset, tiny_moo
     np.testing.assert_allclose(mm["sit_lr"].values[4], filters.box_filter(raw["sit"][4], mask, 120), rtol=1e-6)
     # the default store's context carries the product noise: it is not the moving mean
     assert np.nanstd(ds["sit_lr"].values - mm["sit_lr"].values) > 0.02
+
+
+def test_cli_dataset_operator_flag(tmp_path, tiny_moorings):
+    import subprocess
+    import sys
+
+    out = tmp_path / "seed5.zarr"
+    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings",
+                        str(tiny_moorings / "Moorings_*.nc"), "--out", str(out), "--val", "2020-12-01:2020-12-02",
+                        "--test", "2020-12-11:2020-12-13", "--gap-days", "1", "--operator", "product", "--seed", "5"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    op = observe.operator_of(dataset.open_dataset(out))
+    assert op.name == "product" and op.seed == 5
+    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings", "x.nc", "--out", "y.zarr",
+                        "--operator", "blur"], capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
