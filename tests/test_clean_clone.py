@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SAMPLE_SHA256, SAMPLES, sample_problems
 
 import sitsr_core
-from conftest import SAMPLE_SHA256, SAMPLES, sample_problems
 
 try:
     import tomllib
