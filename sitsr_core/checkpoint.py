@@ -5,7 +5,9 @@ A run folder holds ``checkpoint.pt`` (model, EMA, optimiser, step, RNG states),
 ``provenance.json`` (the training dataset and, per training session, package versions, git
 commit and config hash; :mod:`sitsr_core.provenance`). A ``residual`` run also holds its base
 regression run in ``base/`` (config, statistics, provenance and EMA weights), so that the folder
-alone regenerates its ensembles. Every file is written through :func:`sitsr_core.io.atomic_output`.
+alone regenerates its ensembles. :func:`load_run` returns a :class:`LoadedRun`: the
+:class:`~sitsr_core.diffusion.Denoiser`, its config and statistics, and the loaded base run.
+Every file is written through :func:`sitsr_core.io.atomic_output`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .config import Config
+from .diffusion import Denoiser
 from .errors import SitsrConfigError, SitsrInputError
 from .io import atomic_output
+from .networks import build_network
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -101,9 +106,43 @@ def read_norm_stats(run_dir) -> dict:
     return json.loads(path.read_text())
 
 
+def features_of(cfg: Config, base_features: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """LR features read by a run of config ``cfg`` whose base run reads ``base_features`` (order kept)."""
+    return tuple(dict.fromkeys(tuple(cfg.data.features) + tuple(base_features)))
+
+
+@dataclass
+class LoadedRun:
+    """A trained run in memory: its :class:`~sitsr_core.diffusion.Denoiser` and what goes with it.
+
+    Attributes
+    ----------
+    model : Denoiser
+        In eval mode, on the device it was loaded on.
+    cfg : Config
+    stats : dict
+        The run's ``norm_stats.json``.
+    base : LoadedRun or None
+        The regression run a ``residual`` target is relative to.
+    path : Path
+        The run folder.
+    """
+
+    model: Denoiser
+    cfg: Config
+    stats: dict
+    base: "LoadedRun | None" = None
+    path: Path | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """LR features read by this run and its base run (order kept; see :func:`features_of`)."""
+        return features_of(self.cfg, self.base.features if self.base is not None else ())
+
+
 def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = None,
-             channels_last: bool | None = None):
-    """Rebuild the trained :class:`~sitsr_core.diffusion.Denoiser` of a run folder.
+             channels_last: bool | None = None) -> LoadedRun:
+    """Load a run folder: its trained :class:`~sitsr_core.diffusion.Denoiser`, config, statistics and base run.
 
     Parameters
     ----------
@@ -117,12 +156,10 @@ def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = No
 
     Returns
     -------
-    (Denoiser in eval mode on ``device``, Config)
-        A ``residual`` run's Denoiser holds its base run (EMA weights of ``run_dir/base``).
+    LoadedRun
+        The model in eval mode on ``device``; a ``residual`` run's ``base`` is its base run
+        (EMA weights of ``run_dir/base``).
     """
-    from .diffusion import Denoiser
-    from .networks import build_network
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SitsrInputError(f"{run_dir}: run folder not found")
@@ -143,23 +180,22 @@ def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = No
     if cfg.data.target == "residual":
         if not (run_dir / BASE / CHECKPOINT).exists():
             raise SitsrInputError(f"{run_dir}: a residual run without its base run ({run_dir / BASE} is missing)")
-        base = load_run(run_dir / BASE, device=device, bf16=bf16, channels_last=channels_last)[0]
-    model = Denoiser(net, cfg, stats, bf16=bf16, channels_last=channels_last, base=base)
+        base = load_run(run_dir / BASE, device=device, bf16=bf16, channels_last=channels_last)
+    model = Denoiser(net, cfg, stats, bf16=bf16, channels_last=channels_last)
     dev = torch.device(device)
     if model.bf16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         model.bf16 = False
     if model.channels_last:
         net.to(memory_format=torch.channels_last)
-    return model, cfg
+    return LoadedRun(model, cfg, model.stats, base, run_dir)
 
 
 def run_features(run_dir) -> tuple[str, ...]:
-    """LR features a run reads: its own and, for a ``residual`` run, its base run's (order kept)."""
+    """LR features a run folder's model reads: its own and, for a ``residual`` run, its base run's (order kept)."""
     cfg = read_config(run_dir)
-    own = tuple(cfg.data.features)
     if cfg.data.target != "residual":
-        return own
-    return tuple(dict.fromkeys(own + run_features(Path(run_dir) / BASE)))
+        return features_of(cfg)
+    return features_of(cfg, run_features(Path(run_dir) / BASE))
 
 
 def copy_base_run(base_run, run_dir) -> Path:

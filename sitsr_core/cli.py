@@ -9,12 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import SitsrInputError, SitsrInterrupted
+from . import downscale, features, sweep, train
+from .config import apply_overrides, profile
+from .dataset import SplitSpec, constitute
+from .errors import exit_status
+from .evaluate import evaluate_run
+from .grid import get_grid
+from .readers import read_product
+from .runbook import execute
+from .synth_files import write_synthetic_moorings
 
 
 def _synth(a):
-    from .synth_files import write_synthetic_moorings
-
     files = write_synthetic_moorings(a.out, a.region, a.start, a.end, a.seed, a.overwrite)
     print(f"wrote {len(files)} moorings files to {a.out}")
 
@@ -27,8 +33,6 @@ def _window(text: str) -> tuple[str, str]:
 
 
 def _dataset(a):
-    from .dataset import SplitSpec, constitute
-
     spec = SplitSpec(tuple(a.val), tuple(a.test), a.gap_days) if (a.val or a.test) else None
     mapping = dict(m.split("=", 1) for m in a.map) if a.map else None
     out = constitute(a.moorings, a.out, kernel_km=a.kernel_km, sic_kernel_km=a.sic_kernel_km, splits=spec,
@@ -38,26 +42,19 @@ def _dataset(a):
 
 
 def _train(a):
-    from .config import apply_overrides, profile
-    from .train import train
-
     cfg = apply_overrides(profile(a.profile), a.overrides)
-    run = train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device,
+    run = train.train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device,
                 base_run=a.base_run)
     print(f"run folder {run}")
 
 
 def _downscale(a):
-    from .sampling import run_downscale
-
-    for path in run_downscale(a):
+    for path in downscale.run_downscale(a):
         print(f"wrote {path}")
 
 
 def _evaluate(a):
-    from .evaluate import evaluate
-
-    r = evaluate(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
+    r = evaluate_run(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
                  overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, device=a.device)
     s = r["skill"]["scores"]
     print(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, interpolation {s['interp']['rmse']:.3f} m, "
@@ -65,10 +62,6 @@ def _evaluate(a):
 
 
 def _features(a):
-    from . import features
-    from .grid import get_grid
-    from .readers import read_product
-
     ds = features.product_features(read_product(a.product), get_grid(a.region), kernel_km=a.kernel_km,
                                    sic_kernel_km=a.sic_kernel_km, method=a.method)
     if a.run:
@@ -77,15 +70,11 @@ def _features(a):
 
 
 def _sweep(a):
-    from .sweep import run_cli
-
-    run_cli(a)
+    sweep.run_cli(a)
     print(f"wrote {a.out}")
 
 
 def _notebooks(a):
-    from .runbook import execute
-
     for path in execute(a.only, a.out, a.set, a.region, a.profile):
         print(f"executed {path}")
 
@@ -122,14 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an existing store")
     d.set_defaults(func=_dataset)
 
-    from . import sampling, train
-
     t = sub.add_parser("train", help="train a model (diffusion or regression baseline) into a run folder")
     train.add_arguments(t)
     t.set_defaults(func=_train)
 
     g = sub.add_parser("downscale", help="generate SR ensembles (sit_hrai_YYYYMMDD.nc) for dates or an LR file")
-    sampling.add_arguments(g)
+    downscale.add_arguments(g)
     g.set_defaults(func=_downscale)
 
     e = sub.add_parser("evaluate", help="generate (if needed) and score the ensembles of a split; JSON in metres")
@@ -159,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=_features)
 
-    from . import sweep
-
     w = sub.add_parser("sweep", help="sensitivity sweep: score one changed choice per row (CSV) and rank them")
     sweep.add_arguments(w)
     w.set_defaults(func=_sweep)
@@ -178,15 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sitsr`` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except SitsrInputError as exc:
-        print(f"sitsr {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except SitsrInterrupted as exc:
-        print(f"sitsr {args.command}: {exc}", file=sys.stderr)
-        return 130
-    return 0
+    return exit_status(f"sitsr {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from .errors import SitsrConfigError
 FEATURES = ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
 #: What a model generates (:class:`DataConfig`).
 TARGETS = ("anomaly", "full", "residual")
+#: Samplers of :mod:`sitsr_core.sampling` (``sample.sampler``).
+SAMPLERS = ("ddim",)
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,10 @@ class SampleConfig:
 
     Attributes
     ----------
+    sampler : {"ddim"}
+        The sampler of :mod:`sitsr_core.sampling` (:data:`SAMPLERS`).
     steps : int
-        DDIM steps.
+        Sampler steps (network evaluations per member).
     eta : float
         0 for deterministic DDIM, > 0 for stochastic sampling.
     members : int
@@ -166,6 +170,7 @@ class SampleConfig:
         the same shape, so it compiles once, in about a minute).
     """
 
+    sampler: str = "ddim"
     steps: int = 20
     eta: float = 0.0
     members: int = 30
@@ -230,6 +235,8 @@ class Config:
                             ("train.batch", self.train.batch)):
             if value < 1:
                 raise SitsrConfigError(f"{name} must be >= 1, got {value}")
+        if self.sample.sampler not in SAMPLERS:
+            raise SitsrConfigError(f"sample.sampler must be one of {list(SAMPLERS)}, got {self.sample.sampler!r}")
         if self.sample.eta < 0:
             raise SitsrConfigError(f"sample.eta must be >= 0, got {self.sample.eta}")
         if not 0 <= self.sample.overlap < self.sample.tile // 2:

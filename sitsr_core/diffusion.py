@@ -13,14 +13,14 @@ cells only. The ``regression`` objective trains the same network with MSE on
 ``y`` from ``z = 0`` at a fixed noise level (:data:`REGRESSION_NOISE_VAR`).
 
 Target space (``data.target``): ``y = (sit - base - mean) / std`` relative to a base
-field (:func:`base_field`): ``anomaly``: base = ``sit_lr``; ``full``: base = 0; ``residual``:
-base = the prediction of a regression run (CorrDiff's "regression + diffusion on the
+field (:func:`sitsr_core.downscale.base_field`): ``anomaly``: base = ``sit_lr``; ``full``: base = 0;
+``residual``: base = the prediction of a regression run (CorrDiff's "regression + diffusion on the
 residual"). Statistics are the dataset's ``norm_stats`` (``anomaly``, ``sit``) or, for the
 residual, those of the training days (``residual``, written to the run's ``norm_stats.json``).
 Context channels are ``(f - mean_f) / std_f`` for each feature followed by the ocean mask;
 land and NaN cells are 0 after normalisation. :class:`Denoiser` (EDM's "preconditioning"
-wrapper) holds these statistics and the base run so that callers outside the training loop
-only see metres.
+wrapper) turns the network output into noise and clean-target predictions and holds these
+statistics for the pure metres <-> normalised conversions; it knows nothing of base runs.
 """
 
 from __future__ import annotations
@@ -73,6 +73,18 @@ def diffuse(y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
     return s * y + n * noise, s, n
 
 
+def prediction_target(prediction: str, y, eps, s, n):
+    """What the network learns to output for ``z = s y + n eps``: ``eps``, or ``v = s eps - n y``."""
+    return eps if prediction == "eps" else s * eps - n * y
+
+
+def split_prediction(prediction: str, z, out, s, n):
+    """``(eps, y0)`` from the network output ``out`` at state ``z`` (the inverse of :func:`prediction_target`)."""
+    if prediction == "eps":
+        return out, (z - n * out) / s
+    return n * z + s * out, s * z - n * out
+
+
 def loss_terms(net: nn.Module, y: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, cfg,
                t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +115,7 @@ def loss_terms(net: nn.Module, y: torch.Tensor, context: torch.Tensor, mask: tor
             noise = torch.randn(y.shape, generator=generator).to(y.device)
         z, s, n = diffuse(y, t, noise, cfg.diffusion)
         pred = net(z, (n * n).reshape(-1), context)
-        target = noise if cfg.diffusion.prediction == "eps" else s * noise - n * y
+        target = prediction_target(cfg.diffusion.prediction, y, noise, s, n)
     err = (pred.float() - target.float()) ** 2 * mask
     return err.sum(dim=(1, 2, 3)), mask.sum(dim=(1, 2, 3))
 
@@ -159,29 +171,10 @@ def normalise_context(fields: Mapping, mask, cfg, stats: Mapping, axis: int = -3
     return _stack(chans, axis)
 
 
-def base_field(cfg, fields: Mapping, mask, base_model=None, progress: bool = False) -> np.ndarray:
-    """The field (m) the target is relative to, for LR fields of shape (..., H, W).
-
-    ``sit_lr`` for ``anomaly``, 0 for ``full`` and, for ``residual``, the prediction of
-    ``base_model`` (a regression :class:`Denoiser`, see
-    :func:`sitsr_core.sampling.deterministic_metres`; 0 on land and open water).
-    """
-    sit_lr = np.asarray(fields["sit_lr"], dtype=np.float32)
-    if cfg.data.target == "anomaly":
-        return sit_lr
-    if cfg.data.target == "full":
-        return np.zeros_like(sit_lr)
-    if base_model is None:
-        raise SitsrConfigError("data.target=residual needs its base (regression) run")
-    from .sampling import deterministic_metres
-
-    return deterministic_metres(base_model, fields, mask, progress=progress)
-
-
 def normalise_target(sit, base, mask, cfg, stats: Mapping):
     """Physical thickness (m) -> normalised target ``y = (sit - base - mean) / std`` (land/NaN -> 0).
 
-    ``base`` is :func:`base_field` (same shape as ``sit``).
+    ``base`` is :func:`sitsr_core.downscale.base_field` (same shape as ``sit``).
     """
     mean, std = target_stats(cfg, stats)
     m = mask.float() if isinstance(mask, torch.Tensor) else np.asarray(mask, dtype=np.float32)
@@ -195,11 +188,13 @@ def to_metres(y, base, cfg, stats: Mapping):
 
 
 class Denoiser(nn.Module):
-    """The network wrapped with its schedule, prediction type and normalisation.
+    """The network wrapped with its schedule, prediction type and normalisation (EDM's preconditioning).
 
     ``predict(z, t, context) -> (eps_hat, y0_hat)`` works in normalised space for
     the samplers; :meth:`context`, :meth:`to_metres` and :meth:`target` convert
     between metres and that space using the dataset statistics stored with the run.
+    The base field a target is relative to is computed outside
+    (:func:`sitsr_core.downscale.base_field`).
 
     Parameters
     ----------
@@ -212,15 +207,12 @@ class Denoiser(nn.Module):
     compile : bool, optional
         Run the network through ``torch.compile`` (default: ``cfg.sample.compile``); the
         weights stay those of ``net``.
-    base : Denoiser, optional
-        The regression run a ``residual`` target is relative to.
     """
 
     def __init__(self, net: nn.Module, cfg, stats: Mapping, bf16: bool | None = None,
-                 channels_last: bool | None = None, compile: bool | None = None, base: "Denoiser | None" = None):
+                 channels_last: bool | None = None, compile: bool | None = None):
         super().__init__()
         self.net = net
-        self.base = base
         self.cfg = cfg
         self.stats = {k: dict(v) for k, v in stats.items()}
         self.bf16 = cfg.train.bf16 if bf16 is None else bf16
@@ -233,26 +225,16 @@ class Denoiser(nn.Module):
     def regression(self) -> bool:
         return self.cfg.train.objective == "regression"
 
-    @property
-    def features(self) -> tuple[str, ...]:
-        """LR features read by this model and its base run (order kept)."""
-        own = tuple(self.cfg.data.features)
-        return tuple(dict.fromkeys(own + (self.base.features if self.base is not None else ())))
-
     def context(self, fields: Mapping, mask):
         """Normalised context (see :func:`normalise_context`; ``fields`` holds ``base`` when conditioned on it)."""
         return normalise_context(fields, mask, self.cfg, self.stats)
 
-    def base_field(self, fields: Mapping, mask) -> np.ndarray:
-        """The base field (m) of :func:`base_field` for LR fields (..., H, W) in metres."""
-        return base_field(self.cfg, fields, mask, self.base)
-
     def target(self, sit, base, mask):
-        """Thickness (m) -> normalised target, relative to ``base`` (:meth:`base_field`)."""
+        """Thickness (m) -> normalised target, relative to ``base``."""
         return normalise_target(sit, base, mask, self.cfg, self.stats)
 
     def to_metres(self, y, base):
-        """Normalised target -> thickness (m), relative to ``base`` (:meth:`base_field`)."""
+        """Normalised target -> thickness (m), relative to ``base``."""
         return to_metres(y, base, self.cfg, self.stats)
 
     def _net(self, z, noise_var, context):
@@ -274,10 +256,4 @@ class Denoiser(nn.Module):
             t = t[:1]  # one shared level: embedded once (batch-size invariant outputs)
         s, n = rates(_bcast(angles(t, self.cfg.diffusion)))
         out = self._net(z, (n * n).reshape(-1), context)
-        if self.cfg.diffusion.prediction == "eps":
-            eps = out
-            y0 = (z - n * eps) / s
-        else:
-            y0 = s * z - n * out
-            eps = n * z + s * out
-        return eps, y0
+        return split_prediction(self.cfg.diffusion.prediction, z, out, s, n)

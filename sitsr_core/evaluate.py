@@ -1,8 +1,8 @@
 """Evaluation of generated ensembles against the 4 km truth, in physical units (metres).
 
-One code path for notebooks and sweeps: :func:`evaluate` makes sure the ensemble
+One code path for notebooks and sweeps: :func:`evaluate_run` makes sure the ensemble
 files of a split exist (``sit_hrai_YYYYMMDD.nc``, generated with
-:func:`sitsr_core.sampling.downscale_dates` when missing), then scores them with
+:func:`sitsr_core.downscale.downscale_dates` when missing), then scores them with
 :mod:`sitsr_core.metrics` and :mod:`sitsr_core.heatflux` and writes one JSON file.
 Scores pool all ocean cells of all evaluated days.
 
@@ -21,12 +21,12 @@ import pandas as pd
 import xarray as xr
 
 from . import heatflux, metrics, spectra
-from . import provenance as prov
 from .checkpoint import NORM_STATS, PROVENANCE, read_config, read_norm_stats, read_provenance
 from .dataset import FINAL_TABLE, open_dataset, split_days
+from .downscale import downscale_dates, output_name
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
 from .io import atomic_output
-from .sampling import downscale_dates, output_name
+from .provenance import dataset_record, differences, provenance
 
 
 def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:
@@ -73,7 +73,7 @@ def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str
         if attrs["dataset_fingerprint"] != dataset["fingerprint"]:
             made = json.loads(attrs["dataset_identity"])
             raise SitsrDataError(f"{f}: made from another dataset than {dataset['path']} (file vs dataset: "
-                                 f"{prov.differences(made, dataset['identity'])}); {hint}")
+                                 f"{differences(made, dataset['identity'])}); {hint}")
 
 
 def check_same_dataset(run_dir, regression_run) -> None:
@@ -93,7 +93,7 @@ def check_same_dataset(run_dir, regression_run) -> None:
         if a["fingerprint"] != b["fingerprint"]:
             raise SitsrConfigError(f"--regression-run {regression_run} was trained on another dataset ({b['path']}) "
                                    f"than --run {run_dir} ({a['path']}): "
-                                   f"{prov.differences(b['identity'], a['identity'])}")
+                                   f"{differences(b['identity'], a['identity'])}")
     elif read_norm_stats(run_dir) != read_norm_stats(regression_run):
         raise SitsrConfigError(f"--regression-run {regression_run} was trained on another dataset than --run {run_dir} "
                                f"(their {NORM_STATS} differ)")
@@ -225,7 +225,7 @@ def score(data: dict[str, np.ndarray], regression: np.ndarray | None = None, ker
     return _jsonable(result)
 
 
-def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: int | None = None,
+def evaluate_run(run_dir, data_path, split: str = "test", members: int = 30, steps: int | None = None,
              outputs=None, out=None, max_days: int | None = None, regression_run=None, overwrite: bool = False,
              progress: bool = True, **downscale_kw) -> dict:
     """Generate (if needed) and score the ensembles of a split.
@@ -253,7 +253,7 @@ def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: 
     overwrite : bool
         Replace an existing JSON file and regenerate outputs (of both runs).
     **downscale_kw
-        Passed to :func:`sitsr_core.sampling.downscale` (eta, seed, tile, conserve, device...).
+        Passed to :func:`sitsr_core.downscale.downscale` (eta, seed, tile, conserve, device...).
 
     Returns
     -------
@@ -274,7 +274,7 @@ def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: 
         raise SitsrInputError(f"{data_path}: split {split!r} has no day")
     dates = [str(d.date()) for d in days]
     cfg = read_config(run_dir)
-    dataset = prov.dataset_record(ds, data_path)
+    dataset = dataset_record(ds, data_path)
     outputs = Path(outputs) if outputs else Path(run_dir) / f"outputs_{split}"
     reg_outputs = None if regression_run is None else Path(regression_run) / f"outputs_{split}"
     if regression_run is not None:
@@ -298,7 +298,7 @@ def evaluate(run_dir, data_path, split: str = "test", members: int = 30, steps: 
                             "dataset_fingerprint": dataset["fingerprint"], "dataset_identity": dataset["identity"],
                             "split": split, "steps": steps or cfg.sample.steps,
                             "regression_run": str(regression_run) if regression_run else None,
-                            **prov.provenance(cfg)}
+                            **provenance(cfg)}
     if out is not None:
         out = Path(out)
         with atomic_output(out, overwrite=True) as tmp:

@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import grid as gridmod
-from . import io
+from . import downscale, io
+from .checkpoint import run_features
 from .config import FEATURES, Config
 from .errors import SitsrDataError, SitsrInputError
+from .grid import PROJ4, Grid
 from .observe import model_context, to_model_grid
 
 #: Product variable -> LR feature.
@@ -51,7 +52,7 @@ REQUIRED = ("sit_lr", "sic_lr")
 UNITS = {"sit": "m", "sic": "1", "divergence": "day-1", "shear": "day-1"}
 
 
-def product_features(ds: xr.Dataset, grid: gridmod.Grid, kernel_km: float = 120.0, sic_kernel_km: float = 24.0,
+def product_features(ds: xr.Dataset, grid: Grid, kernel_km: float = 120.0, sic_kernel_km: float = 24.0,
                      method: str = "bilinear", radius_km: float | None = None) -> xr.Dataset:
     """Regrid a product onto the model's 4 km window and filter it as in dataset constitution.
 
@@ -195,8 +196,6 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
     SitsrInputError
         Naming the missing features; for missing divergence/shear, suggesting the sit+sic model.
     """
-    from .checkpoint import run_features
-
     needed = tuple(run.data.features) if isinstance(run, Config) else run_features(run)
     if isinstance(available, (str, os.PathLike)):
         with xr.open_dataset(available) as f:
@@ -220,12 +219,10 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
 def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:
     """Check a features file against a run (:func:`check_run_features`), then downscale it.
 
-    ``kwargs`` go to :func:`sitsr_core.sampling.downscale` (members, steps, conserve, overwrite,
+    ``kwargs`` go to :func:`sitsr_core.downscale.downscale` (members, steps, conserve, overwrite,
     device, progress...). The check runs before the model is loaded, so a run that needs features
     the product lacks fails at once, with the message naming the model to use.
     """
-    from . import sampling
-
     lr_file = Path(lr_file)
     if not lr_file.exists():
         raise SitsrInputError(f"{lr_file}: LR features file not found")
@@ -233,10 +230,10 @@ def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:
         product = f.attrs.get("product") or str(lr_file)
         have = [v for v in FEATURES if v in f.variables]
     check_run_features(run_dir, have, product)
-    return sampling.downscale(run_dir, None, None, out_path=out_path, lr_file=lr_file, **kwargs)
+    return downscale.downscale(run_dir, None, None, out_path=out_path, lr_file=lr_file, **kwargs)
 
 
-def cell_area_km2(grid: gridmod.Grid) -> np.ndarray:
+def cell_area_km2(grid: Grid) -> np.ndarray:
     """True (ellipsoidal) area of each 4 km cell, km², shape (ny, nx).
 
     The stereographic grid is true to scale at 60 N only: a 4 km x 4 km cell covers
@@ -245,7 +242,7 @@ def cell_area_km2(grid: gridmod.Grid) -> np.ndarray:
     import pyproj
 
     lon, lat = grid.lonlat()
-    f = pyproj.Proj(gridmod.PROJ4).get_factors(lon.astype(np.float64), lat.astype(np.float64))
+    f = pyproj.Proj(PROJ4).get_factors(lon.astype(np.float64), lat.astype(np.float64))
     return (grid.dx / 1000.0) ** 2 / np.asarray(f.areal_scale)
 
 

@@ -19,6 +19,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from . import __version__
+
 #: Seconds allowed to each ``git`` call (a slow network file system must not stall a run).
 GIT_TIMEOUT_S = 5
 
@@ -59,8 +61,6 @@ def code_versions() -> dict[str, str]:
     import numpy
     import torch
     import xarray
-
-    from . import __version__
 
     commit, dirty = git_state()
     return {"sitsr_version": __version__, "python_version": platform.python_version(),

@@ -33,9 +33,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from . import evaluate as ev
+from . import evaluate, io
+from .checkpoint import BASE, load_run, read_config
+from .config import apply_overrides
+from .dataset import SplitSpec, constitute, constitute_day, open_dataset, split_days
+from .downscale import ensemble_metres
 from .errors import SitsrInputError
+from .io import atomic_output
+from .train import train
 
 #: Metrics of a row (metres, W/m2 or ratios) and whether lower is better.
 METRICS = {
@@ -171,8 +178,6 @@ class _Inputs:
     """LR inputs and truth of the sweep days on the window, per LR filter width (cached)."""
 
     def __init__(self, data_path, days: pd.DatetimeIndex, window: tuple[int, int, int], moorings=None):
-        from .dataset import open_dataset
-
         self.ds = open_dataset(data_path)
         self.days, self.moorings = days, moorings
         r, c, n = window
@@ -196,9 +201,6 @@ class _Inputs:
         return {k: v[self.win] for k, v in fields.items()}
 
     def _refiltered(self, day: pd.Timestamp, kernel_km: float) -> dict:
-        from . import io
-        from .dataset import constitute_day
-
         if self.moorings is None:
             raise SitsrInputError("sweep: the LR-filter axis re-filters the 4 km fields: pass the moorings files")
         src, _ = io.open_moorings(self.moorings, allow_gaps=True)
@@ -226,7 +228,7 @@ def _impute(fields: dict, names: tuple[str, ...], stats: dict) -> dict:
 
 def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, seed: int = 0,
                   cache: dict | None = None) -> dict:
-    """Generate and score the ensembles of variant ``v`` with ``model`` (a Denoiser).
+    """Generate and score the ensembles of variant ``v`` with ``model`` (a :class:`~sitsr_core.checkpoint.LoadedRun`).
 
     ``cache`` (a dict kept across calls) reuses generated ensembles: the ensemble-size variants score
     the first members of the base ensemble (the same seeds) without generating again.
@@ -235,8 +237,6 @@ def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, 
     -------
     dict : the :func:`sitsr_core.evaluate.score` result (``members`` or ``v.members`` members).
     """
-    from .sampling import ensemble_metres
-
     sc = model.cfg.sample
     days = inputs.get(v.lr_kernel_km)
     eta = sc.eta if v.eta is None else v.eta
@@ -256,7 +256,7 @@ def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, 
             "lr": np.stack([f["sit_lr"] for f in days]), "interp": np.stack([f["sit_interp"] for f in days]),
             "sic": np.stack([f["sic_lr"] for f in days]), "mask": inputs.mask,
             "dates": [str(d.date()) for d in inputs.days]}
-    return ev.score(data, kernel_km=v.lr_kernel_km or inputs.kernel_km)
+    return evaluate.score(data, kernel_km=v.lr_kernel_km or inputs.kernel_km)
 
 
 def _slug(v: Variant) -> str:
@@ -273,11 +273,6 @@ def train_variant(v: Variant, base_run, data_path, runs_dir, moorings=None, prog
     -------
     (run folder, dataset path)
     """
-    from .checkpoint import BASE, read_config
-    from .config import apply_overrides
-    from .dataset import SplitSpec, constitute, open_dataset
-    from .train import train
-
     runs_dir = Path(runs_dir)
     data = Path(data_path)
     if v.kernel_km is not None:
@@ -341,21 +336,16 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
     -------
     DataFrame of all rows.
     """
-    from tqdm.auto import tqdm
-
-    from .checkpoint import load_run
-    from .dataset import open_dataset, split_days
-    from .io import atomic_output
-
     variants = preset(preset_name)
     if members < 2 or days < 1 or window < 32:
         raise SitsrInputError(f"sweep: need members >= 2, days >= 1, window >= 32 (got {members}, {days}, {window})")
     if "diffusion" not in runs:
         raise SitsrInputError("sweep: the base run (runs['diffusion']) is required")
-    base_model, base_cfg = load_run(runs["diffusion"], device=device)
+    base_model = load_run(runs["diffusion"], device=device)
+    base_cfg = base_model.cfg
     steps = steps or base_cfg.sample.steps
     ds = open_dataset(data_path)
-    sweep_days = ev.pick_days(split_days(ds, "val"), days)  # rankings are choices: validation days only
+    sweep_days = evaluate.pick_days(split_days(ds, "val"), days)  # rankings are choices: validation days only
     mask = np.asarray(ds["mask"].values).astype(bool)
     r0, c0 = pick_window(mask, window)
     n = min(window, *mask.shape)
@@ -377,11 +367,11 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
         if v.run == "trained":
             run, vdata = train_variant(v, runs["diffusion"], data_path, runs_dir or f"{runs['diffusion']}-sweep",
                                        moorings, progress=progress)
-            model, _ = load_run(run, device=device)
+            model = load_run(run, device=device)
             vinputs = inputs if vdata == Path(data_path) else _Inputs(vdata, sweep_days, (r0, c0, n), moorings)
         elif v.run in runs or v.run in models:
             if v.run not in models:
-                models[v.run] = load_run(runs[v.run], device=device)[0]
+                models[v.run] = load_run(runs[v.run], device=device)
             model, vinputs, run = models[v.run], inputs, runs.get(v.run)
         else:
             print(f"sweep: skipped {v.name} (no {v.run!r} run given)")

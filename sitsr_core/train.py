@@ -57,13 +57,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint as ck
-from . import diffusion
+from . import checkpoint, diffusion, sampling
 from . import io as iomod
-from . import provenance as prov
 from .config import Config, apply_overrides, profile
-from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, SitsrInterrupted
+from .dataset import norm_stats, open_dataset
+from .downscale import base_field, postprocess
+from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, SitsrInterrupted, exit_status
 from .networks import build_network
+from .provenance import dataset_record, differences, provenance
 
 #: Diffusion times of the validation loss.
 VAL_T = (np.arange(8) + 0.5) / 8
@@ -77,7 +78,7 @@ KILL_AT_STEP_ENV = "SITSR_TEST_KILL_AT_STEP"
 
 def read_days(ds, split: str, cfg: Config, days: list[int] | None = None, physical: bool = False,
               base_model=None, progress: bool = False) -> dict:
-    """One split's days in metres, with the base field of the target (:func:`diffusion.base_field`).
+    """One split's days in metres, with the base field of the target (:func:`sitsr_core.downscale.base_field`).
 
     Returns
     -------
@@ -96,7 +97,7 @@ def read_days(ds, split: str, cfg: Config, days: list[int] | None = None, physic
         names |= set(base_model.features)
     sub = ds[sorted(names)].isel(time=idx)
     fields = {k: np.asarray(sub[k].values, dtype=np.float32) for k in sorted(names)}
-    return {"fields": fields, "base": diffusion.base_field(cfg, fields, mask, base_model, progress=progress),
+    return {"fields": fields, "base": base_field(cfg, fields, mask, base_model, progress=progress),
             "mask": mask, "dates": np.asarray(ds["time"].values)[idx]}
 
 
@@ -264,8 +265,6 @@ class Validator:
     @torch.no_grad()
     def ensemble_rmse(self, net, stats: dict) -> tuple[float | None, float | None]:
         """RMSE (m, ocean cells) of the EMA ensemble mean and of ``sit_interp`` against ``sit``."""
-        from . import sampling
-
         if not self.enabled:
             return None, None
         cfg = self.cfg
@@ -279,7 +278,7 @@ class Validator:
                                   members=cfg.train.val_members, steps=cfg.train.val_steps, eta=0.0,
                                   seed=cfg.sample.seed, chunk=cfg.train.val_members, tile=cfg.sample.tile,
                                   overlap=cfg.sample.overlap, tile_batch=cfg.sample.tile_batch)
-            sit = sampling.postprocess(model.to_metres(y.numpy(), p["base"][d][None]), mask, p["sic_lr"][d])
+            sit = postprocess(model.to_metres(y.numpy(), p["base"][d][None]), mask, p["sic_lr"][d])
             truth = np.nan_to_num(p["sit"][d])
             err += float((((sit.mean(0) - truth) ** 2)[mask]).sum())
             err_i += float((((np.nan_to_num(p["sit_interp"][d]) - truth) ** 2)[mask]).sum())
@@ -363,19 +362,19 @@ def _agreed(flag: bool, dist, device: torch.device) -> bool:
 def _provenance(run_dir: Path, start: int, dataset: dict, cfg: Config) -> dict:
     """The run folder's ``provenance.json``: its dataset and one entry per training session."""
     sessions = []
-    if start and (run_dir / ck.PROVENANCE).exists():
-        sessions = [s for s in ck.read_provenance(run_dir)["sessions"] if s["from_step"] < start]
-    return {"dataset": dataset, "sessions": sessions + [{"from_step": start, **prov.provenance(cfg)}]}
+    if start and (run_dir / checkpoint.PROVENANCE).exists():
+        sessions = [s for s in checkpoint.read_provenance(run_dir)["sessions"] if s["from_step"] < start]
+    return {"dataset": dataset, "sessions": sessions + [{"from_step": start, **provenance(cfg)}]}
 
 
 def _check_same_dataset(run_dir: Path, dataset: dict) -> None:
     """Refuse to resume a run on another dataset than the one it started on."""
-    if not (run_dir / ck.PROVENANCE).exists():
+    if not (run_dir / checkpoint.PROVENANCE).exists():
         return
-    trained = ck.read_provenance(run_dir)["dataset"]
+    trained = checkpoint.read_provenance(run_dir)["dataset"]
     if trained["fingerprint"] != dataset["fingerprint"]:
         raise SitsrConfigError(f"{run_dir}: cannot resume on {dataset['path']}: the run was trained on "
-                               f"{trained['path']} ({prov.differences(dataset['identity'], trained['identity'])})")
+                               f"{trained['path']} ({differences(dataset['identity'], trained['identity'])})")
 
 
 @torch.no_grad()
@@ -393,32 +392,30 @@ def _base_model(cfg: Config, run_dir: Path, base_run, dataset: dict, resume: boo
         if base_run is not None:
             raise SitsrConfigError(f"--base-run is for data.target=residual (this run's target is {cfg.data.target})")
         return None
-    copy = run_dir / ck.BASE
-    have = (copy / ck.CHECKPOINT).exists()
+    copy = run_dir / checkpoint.BASE
+    have = (copy / checkpoint.CHECKPOINT).exists()
     if base_run is None and not (resume and have):
         raise SitsrConfigError("data.target=residual needs --base-run: a regression run "
                                "(train.objective=regression) trained on the same dataset")
     if base_run is not None:
         base_run = Path(base_run)
-        base_cfg = ck.read_config(base_run)
+        base_cfg = checkpoint.read_config(base_run)
         if base_cfg.train.objective != "regression":
             raise SitsrConfigError(f"--base-run {base_run}: not a regression run "
                                    f"(train.objective={base_cfg.train.objective})")
-        trained = ck.read_provenance(base_run)["dataset"]
+        trained = checkpoint.read_provenance(base_run)["dataset"]
         if trained["fingerprint"] != dataset["fingerprint"]:
             raise SitsrConfigError(f"--base-run {base_run} was trained on {trained['path']}, not on {dataset['path']} "
-                                   f"({prov.differences(dataset['identity'], trained['identity'])})")
-        new = ck.load_checkpoint(base_run / ck.CHECKPOINT)["ema"]
+                                   f"({differences(dataset['identity'], trained['identity'])})")
+        new = checkpoint.load_checkpoint(base_run / checkpoint.CHECKPOINT)["ema"]
         if have:
-            old = ck.load_checkpoint(copy / ck.CHECKPOINT)["ema"]
+            old = checkpoint.load_checkpoint(copy / checkpoint.CHECKPOINT)["ema"]
             if resume and not all(torch.equal(old[k], new[k]) for k in new):
                 raise SitsrConfigError(f"{run_dir}: cannot resume with another base run than {copy} "
                                        f"(the weights of --base-run {base_run} differ)")
         if not (resume and have):
-            ck.copy_base_run(base_run, run_dir)
-    from .checkpoint import load_run
-
-    return load_run(copy, device=device)[0]
+            checkpoint.copy_base_run(base_run, run_dir)
+    return checkpoint.load_run(copy, device=device)
 
 
 def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool = True,
@@ -458,8 +455,6 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     """
     from tqdm.auto import tqdm
 
-    from . import dataset as dsmod
-
     cfg = cfg.validate()
     tc = cfg.train
     dist, rank, world = _dist()
@@ -467,24 +462,24 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         raise SitsrConfigError(f"train.batch={tc.batch} must be a multiple of the {world} processes")
     dev = _device(device)
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / ck.CHECKPOINT
+    ckpt_path = run_dir / checkpoint.CHECKPOINT
 
-    ds = dsmod.open_dataset(data_path)
-    stats = dsmod.norm_stats(ds)
-    dataset = prov.dataset_record(ds, data_path)
+    ds = open_dataset(data_path)
+    stats = norm_stats(ds)
+    dataset = dataset_record(ds, data_path)
     start = 0
     state = None
     if resume:
-        if not (run_dir / ck.CONFIG).exists():
-            raise SitsrInputError(f"{run_dir}: nothing to resume (no {ck.CONFIG}: no run was started there)")
-        saved = ck.read_config(run_dir)
+        if not (run_dir / checkpoint.CONFIG).exists():
+            raise SitsrInputError(f"{run_dir}: nothing to resume (no {checkpoint.CONFIG}: no run was started there)")
+        saved = checkpoint.read_config(run_dir)
         diff = [d for d in _config_diff(saved, cfg) if not d.startswith("train.steps:")]
         if diff:
             raise SitsrConfigError(f"{run_dir}: cannot resume with a different configuration ({'; '.join(diff)})")
         _check_same_dataset(run_dir, dataset)
         if ckpt_path.exists():  # otherwise the run was stopped before its first checkpoint: restart at step 0
-            state = ck.load_checkpoint(ckpt_path)
-            stats = ck.read_norm_stats(run_dir)
+            state = checkpoint.load_checkpoint(ckpt_path)
+            stats = checkpoint.read_norm_stats(run_dir)
             start = int(state["step"])
     elif ckpt_path.exists():
         raise SitsrInputError(f"{run_dir}: already holds a run; pass resume=True (--resume) or choose another folder")
@@ -521,16 +516,16 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         ema_net.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], rng, gen)
-        rows = [r for r in ck.read_metrics(run_dir / ck.METRICS) if r["step"] <= start]
+        rows = [r for r in checkpoint.read_metrics(run_dir / checkpoint.METRICS) if r["step"] <= start]
         acc0 = state.get("log_accumulator", (0.0, 0))
 
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         iomod.remove_stale_temporaries(run_dir)
-        ck.write_text(run_dir / ck.CONFIG, cfg.to_json() + "\n")
-        ck.write_text(run_dir / ck.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        ck.write_text(run_dir / ck.PROVENANCE, json.dumps(_provenance(run_dir, start, dataset, cfg), indent=2) + "\n")
-        ck.write_metrics(run_dir / ck.METRICS, rows)  # drops the rows logged after the checkpoint
+        checkpoint.write_text(run_dir / checkpoint.CONFIG, cfg.to_json() + "\n")
+        checkpoint.write_text(run_dir / checkpoint.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        checkpoint.write_text(run_dir / checkpoint.PROVENANCE, json.dumps(_provenance(run_dir, start, dataset, cfg), indent=2) + "\n")
+        checkpoint.write_metrics(run_dir / checkpoint.METRICS, rows)  # drops the rows logged after the checkpoint
 
     model = net
     if dist is not None:
@@ -550,14 +545,14 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     if state is not None:
         acc_loss, acc_n = float(acc0[0]), int(acc0[1])
 
-    def checkpoint(step):
+    def save_state(step):
         if rank == 0:
-            ck.save_checkpoint(ckpt_path, {
+            checkpoint.save_checkpoint(ckpt_path, {
                 "step": step, "model": net.state_dict(), "ema": ema_net.state_dict(),
                 "optimizer": opt.state_dict(), "rng": _rng_state(rng, gen), "config": cfg.to_dict(),
                 "log_accumulator": (acc_loss, acc_n),
             })
-            ck.write_metrics(run_dir / ck.METRICS, rows)
+            checkpoint.write_metrics(run_dir / checkpoint.METRICS, rows)
 
     with StopRequest() as stop:
         for step in range(start + 1, tc.steps + 1):
@@ -606,22 +601,22 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
                 if "val_loss" in row:
                     bar.write(f"step {step}: val_loss {_fmt(row['val_loss'])} val_rmse {_fmt(row['val_rmse'])} m "
                               f"(interp {_fmt(row['val_rmse_interp'])} m)")
-                ck.write_metrics(run_dir / ck.METRICS, rows)
+                checkpoint.write_metrics(run_dir / checkpoint.METRICS, rows)
             if step % tc.ckpt_every == 0 or last:
-                checkpoint(step)
+                save_state(step)
             if dist is not None and (last or step % tc.ckpt_every == 0 or step % tc.val_every == 0):
                 dist.barrier()
             _test_hook(step)
             if not last and _agreed(stop.requested, dist, dev):
                 if step % tc.ckpt_every:
-                    checkpoint(step)
+                    save_state(step)
                 if dist is not None:
                     dist.barrier()
                 bar.close()
                 raise SitsrInterrupted(f"{run_dir}: interrupted at step {step}; resume with --resume")
     bar.close()
     if start >= tc.steps and rank == 0:
-        checkpoint(start)
+        save_state(start)
     return run_dir
 
 
@@ -646,6 +641,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sitsr_core.train`` / ``torchrun ... -m sitsr_core.train``."""
     ap = add_arguments(argparse.ArgumentParser(prog="sitsr_core.train", description=__doc__.splitlines()[0]))
     args = ap.parse_args(argv)
+    return exit_status("sitsr_core.train", lambda: _main(args))
+
+
+def _main(args) -> None:
+    """Train from parsed :func:`add_arguments` options, in a process group when ``WORLD_SIZE > 1``."""
     dist = None
     try:
         cfg = apply_overrides(profile(args.profile), args.overrides)
@@ -658,16 +658,9 @@ def main(argv: list[str] | None = None) -> int:
             dist.init_process_group("nccl" if use_cuda else "gloo")
         train(cfg, args.data, args.run, resume=args.resume, progress=not args.no_progress, device=args.device,
               base_run=args.base_run)
-    except SitsrInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SitsrInterrupted as exc:
-        print(exc, file=sys.stderr)
-        return 130
     finally:
         if dist is not None and dist.is_initialized():
             dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -33,11 +32,12 @@ import xarray as xr
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from . import plotting, spectra
+from .dataset import open_dataset
+from .downscale import parse_output_name
 from .errors import SitsrDataError, SitsrInputError
-from .grid import Grid, grid_from_xy
-
-#: File names of the ensemble outputs.
-OUTPUT_PATTERN = re.compile(r"^sit_hrai_(\d{8})\.nc$")
+from .grid import Grid, cartopy_crs, grid_from_xy
+from .plotting import setup_cartopy
 
 #: Views of the explorer: value -> (label, field kind for colour map and scale).
 VIEWS: dict[str, tuple[str, str]] = {
@@ -81,9 +81,9 @@ def output_files(folder: str | os.PathLike) -> dict[str, Path]:
         raise SitsrInputError(f"{folder}: no such folder (write ensembles there with `sitsr downscale`)")
     found = {}
     for p in folder.iterdir():
-        m = OUTPUT_PATTERN.match(p.name)
-        if m:
-            found[str(pd.Timestamp(m.group(1)).date())] = p
+        date = parse_output_name(p.name)
+        if date is not None:
+            found[str(date.date())] = p
     if not found:
         raise SitsrInputError(f"{folder}: no sit_hrai_YYYYMMDD.nc file (write them with `sitsr downscale`)")
     return dict(sorted(found.items()))
@@ -210,8 +210,6 @@ class Explorer:
         self._cache_size = max(1, int(cache_size))
         self._ds = None
         if dataset:
-            from .dataset import open_dataset
-
             self._ds = open_dataset(dataset)
         self.kernel_km = float(self._ds.attrs.get("kernel_km", 120.0)) if self._ds is not None else 120.0
         try:
@@ -223,8 +221,6 @@ class Explorer:
         d = self._load(first)
         self.grid = d["grid"]
         if self.grid is not None:
-            from .plotting import setup_cartopy
-
             setup_cartopy()  # coastlines from the local Natural Earth data, never a download
         views = [k for k in VIEWS if self._ds is not None or k not in ("truth", "error")]
         if view not in views:
@@ -429,12 +425,8 @@ class Explorer:
 
     def _draw_map(self, fig: Figure, spec, s: dict, colorbar: bool = True, transect_line: bool = True,
                   colorbar_location: str = "right"):
-        from . import plotting
-
         extent = self._extent(s["grid"], s["field"].shape)
         if s["grid"] is not None:
-            from .grid import cartopy_crs
-
             ax = fig.add_subplot(spec, projection=cartopy_crs())
             plotting.polar_map(ax, s["field"], s["grid"], s["title"], s["kind"], vmin=s["vmin"], vmax=s["vmax"],
                                colorbar=False)
@@ -473,8 +465,6 @@ class Explorer:
             ``axes[0]`` is the map (its first image holds :meth:`state` ``["field"]``), then the
             colour bar, then the spectrum (the view, the truth and the LR context over the same window).
         """
-        from . import plotting, spectra
-
         s = self.state()
         fig = Figure(figsize=figsize or self.figsize, layout="constrained")
         gs = fig.add_gridspec(1, 2, width_ratios=[1.2, 1.0])

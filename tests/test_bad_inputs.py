@@ -10,8 +10,7 @@ import numpy as np
 import xarray as xr
 
 from conftest import TINY_DATES, TINY_GRID, smooth_fields
-from sitsr_core import checkpoint as ck
-from sitsr_core import dataset, io, sampling
+from sitsr_core import checkpoint, dataset, downscale, io
 from sitsr_core.cli import main
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.train import train
@@ -240,12 +239,12 @@ def test_train_resume_on_another_dataset(capsys, tmp_path, other_dataset, smoke_
     shutil.copytree(smoke_run, run)
     expect_error(capsys, f"{run}: cannot resume on {other_dataset}: the run was trained on", "train", "--data",
                  other_dataset, "--run", run, "--profile", "smoke", "--resume")
-    assert ck.load_checkpoint(run / "checkpoint.pt")["step"] == 6  # untouched
+    assert checkpoint.load_checkpoint(run / "checkpoint.pt")["step"] == 6  # untouched
 
 
 def test_evaluate_outputs_of_another_dataset(capsys, tmp_path, tiny_dataset, other_dataset, smoke_run):
-    sampling.downscale_dates(smoke_run, other_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
-                             progress=False)
+    downscale.downscale_dates(smoke_run, other_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+                              progress=False)
     expect_error(capsys, f"sit_hrai_20201211.nc: made from another dataset than {tiny_dataset.resolve()} "
                  "(file vs dataset: kernel_km 96 vs 120;", *evaluate_args(smoke_run, tiny_dataset, tmp_path),
                  absent=tmp_path / "m.json")
@@ -255,15 +254,15 @@ def test_evaluate_outputs_of_another_run(capsys, tmp_path, tiny_dataset, smoke_r
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run)
     (run / "config.json").write_text(apply_overrides(profile("smoke"), ["sample.seed=1"]).to_json())
-    sampling.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
-                             progress=False)
+    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+                              progress=False)
     expect_error(capsys, "sit_hrai_20201211.nc: made by another run (config hash",
                  *evaluate_args(run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
 
 
 def test_evaluate_outputs_of_another_ensemble_size(capsys, tmp_path, tiny_dataset, smoke_run):
-    sampling.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=3, steps=1,
-                             progress=False)
+    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=3, steps=1,
+                              progress=False)
     expect_error(capsys, "sit_hrai_20201211.nc: holds 3 members, not 2",
                  *evaluate_args(smoke_run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sitsr_core import diffusion
+from sitsr_core import diffusion, downscale
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.networks import build_network
 
@@ -99,7 +99,7 @@ def test_metres_round_trip(target):
     mask = np.ones((6, 7), bool)
     mask[0, 0] = False
     sit[:, 0, 0] = np.nan
-    base = diffusion.base_field(cfg, {"sit_lr": sit_lr}, mask)  # sit_lr (anomaly) or 0 (full)
+    base = downscale.lr_base(cfg, {"sit_lr": sit_lr})  # sit_lr (anomaly) or 0 (full)
     y = diffusion.normalise_target(sit, base, mask, cfg, STATS)
     assert np.all(y[:, 0, 0] == 0)
     back = diffusion.to_metres(y, base, cfg, STATS)
@@ -168,3 +168,19 @@ def test_regression_denoiser_ignores_z_and_t():
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, net(torch.zeros(1, 1, 8, 8), torch.zeros(1), ctx))
     assert dataclasses.asdict(cfg)["train"]["objective"] == "regression"
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_split_prediction_inverts_the_training_target(prediction):
+    # z = s y + n eps with s^2 + n^2 = 1; the exact target gives back y and eps (v = s eps - n y by definition)
+    g = torch.Generator().manual_seed(3)
+    y, eps = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64), torch.randn(4, 1, 5, 5, generator=g,
+                                                                                    dtype=torch.float64)
+    gamma = torch.tensor([0.05, 0.5, 1.0, 1.5], dtype=torch.float64).reshape(-1, 1, 1, 1)
+    s, n = torch.cos(gamma), torch.sin(gamma)
+    z = s * y + n * eps
+    out = diffusion.prediction_target(prediction, y, eps, s, n)
+    torch.testing.assert_close(out, eps if prediction == "eps" else s * eps - n * y)
+    eps_hat, y_hat = diffusion.split_prediction(prediction, z, out, s, n)
+    torch.testing.assert_close(eps_hat, eps)
+    torch.testing.assert_close(y_hat, y)

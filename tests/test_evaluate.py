@@ -16,7 +16,7 @@ from sitsr_core.errors import SitsrInputError
 
 def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, tmp_path):
     out = tmp_path / "metrics.json"
-    r = evaluate.evaluate(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs",
+    r = evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs",
                           out=out, progress=False)
     assert json.loads(out.read_text())["skill"] == r["skill"]
     files = sorted((tmp_path / "outs").glob("sit_hrai_*.nc"))
@@ -37,15 +37,15 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
     assert len(r["rank_histogram"]["counts"]) == 4
     assert r["provenance"]["split"] == "test" and r["heat_flux"]["truth"]["flux"] > 0
     mtimes = [f.stat().st_mtime_ns for f in files]
-    evaluate.evaluate(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
+    evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # completed dates are not regenerated
     with pytest.raises(SitsrInputError, match="holds 3 members, not 2"):
-        evaluate.evaluate(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs", progress=False)
+        evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs", progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # refused before touching anything
 
 
 def test_provenance_of_scores_and_ensembles(smoke_run, tiny_dataset, tmp_path):
-    r = evaluate.evaluate(smoke_run, tiny_dataset, "test", members=2, steps=1, max_days=1, outputs=tmp_path,
+    r = evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=1, max_days=1, outputs=tmp_path,
                           progress=False)
     p = r["provenance"]
     versions = ("sitsr_version", "python_version", "torch_version", "numpy_version", "xarray_version", "git_commit",

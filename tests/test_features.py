@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sitsr_core import features, sampling
+from sitsr_core import downscale, features
 from sitsr_core.config import profile
 from sitsr_core.errors import SitsrInputError
 from sitsr_core.grid import Grid, get_grid
@@ -104,7 +104,7 @@ def test_written_file_is_the_downscale_lr_file(small_features, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["lr.nc"]  # no temporary file left
     with xr.open_dataset(path) as f:
         assert f.attrs["product"] == "TOPAZ4" and f["sit_lr"].attrs["units"] == "m"
-    fields, mask, coords, date = sampling._read_context(None, None, path, ("sit_lr", "sic_lr"))
+    fields, mask, coords, date = downscale.read_context(None, None, path, ("sit_lr", "sic_lr"))
     assert date == "2010-01-01" and mask.shape == (128, 128)
     np.testing.assert_array_equal(mask, small_features["mask"].values.astype(bool))
     np.testing.assert_allclose(fields["sit_lr"], small_features["sit_lr"].values, equal_nan=True)

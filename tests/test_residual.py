@@ -11,8 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
-from sitsr_core import checkpoint as ck
-from sitsr_core import diffusion, features, sampling
+from sitsr_core import checkpoint, diffusion, downscale, features
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.dataset import open_dataset, split_days
 from sitsr_core.errors import SitsrConfigError, SitsrInputError
@@ -30,13 +29,13 @@ def _day_fields(data_path, split="val"):
 
 
 def test_the_run_folder_holds_its_base_and_the_residual_statistics(residual_run, regression_run, tiny_dataset):
-    assert (residual_run / ck.BASE / ck.CHECKPOINT).exists()
-    assert ck.read_config(residual_run / ck.BASE) == ck.read_config(regression_run)
-    copied = torch.load(residual_run / ck.BASE / ck.CHECKPOINT, weights_only=False)
+    assert (residual_run / checkpoint.BASE / checkpoint.CHECKPOINT).exists()
+    assert checkpoint.read_config(residual_run / checkpoint.BASE) == checkpoint.read_config(regression_run)
+    copied = torch.load(residual_run / checkpoint.BASE / checkpoint.CHECKPOINT, weights_only=False)
     assert set(copied) == {"step", "ema", "config"}  # EMA weights only: no optimiser state
-    stats = ck.read_norm_stats(residual_run)
-    model, cfg = ck.load_run(residual_run)
-    raw = read_days(open_dataset(tiny_dataset), "train", cfg, base_model=model.base)
+    stats = checkpoint.read_norm_stats(residual_run)
+    run = checkpoint.load_run(residual_run)
+    raw = read_days(open_dataset(tiny_dataset), "train", run.cfg, base_model=run.base)
     # statistics of sit - base on the training days, sit read straight from the store, numpy's mean and std
     store = open_dataset(tiny_dataset)
     train_days = np.asarray(store["split"].values).astype(str) == "train"
@@ -50,17 +49,17 @@ def test_the_run_folder_holds_its_base_and_the_residual_statistics(residual_run,
 
 def test_the_base_field_is_the_regression_prediction(residual_run, regression_run, tiny_dataset):
     fields, mask, sit, date = _day_fields(tiny_dataset)
-    model, _ = ck.load_run(residual_run)
-    reg, _ = ck.load_run(regression_run)
-    base = model.base_field(fields, mask)
-    alone = sampling.ensemble_metres(reg, fields, mask, members=1, steps=1, tile=reg.cfg.sample.tile,
-                                     overlap=reg.cfg.sample.overlap, tile_batch=1)[0]
+    run = checkpoint.load_run(residual_run)
+    reg = checkpoint.load_run(regression_run)
+    base = downscale.base_field(run.cfg, fields, mask, run.base)
+    alone = downscale.ensemble_metres(reg, fields, mask, members=1, steps=1, tile=reg.cfg.sample.tile,
+                                      overlap=reg.cfg.sample.overlap, tile_batch=1)[0]
     np.testing.assert_array_equal(base, alone)
-    stacked = model.base_field({k: np.stack([v, v]) for k, v in fields.items()}, mask)  # (T, H, W) in one call
-    np.testing.assert_array_equal(stacked, np.stack([base, base]))
+    stacked = downscale.base_field(run.cfg, {k: np.stack([v, v]) for k, v in fields.items()}, mask, run.base)
+    np.testing.assert_array_equal(stacked, np.stack([base, base]))  # (T, H, W) in one call
     # sit -> normalised residual -> metres is the identity on ocean cells
-    y = model.target(sit, base, mask)
-    np.testing.assert_allclose(model.to_metres(y, base)[mask], sit[mask], atol=1e-5)
+    y = run.model.target(sit, base, mask)
+    np.testing.assert_allclose(run.model.to_metres(y, base)[mask], sit[mask], atol=1e-5)
 
 
 def test_targets_are_relative_to_their_base_fields():
@@ -68,9 +67,9 @@ def test_targets_are_relative_to_their_base_fields():
     fields = {"sit_lr": sit_lr}
     for target, expected in (("anomaly", sit_lr), ("full", np.zeros_like(sit_lr))):
         cfg = apply_overrides(profile("smoke"), [f"data.target={target}"])
-        np.testing.assert_array_equal(diffusion.base_field(cfg, fields, np.ones((2, 3), bool)), expected)
+        np.testing.assert_array_equal(downscale.base_field(cfg, fields, np.ones((2, 3), bool)), expected)
     with pytest.raises(SitsrConfigError, match="base"):
-        diffusion.base_field(apply_overrides(profile("smoke"), RESIDUAL), fields, np.ones((2, 3), bool))
+        downscale.base_field(apply_overrides(profile("smoke"), RESIDUAL), fields, np.ones((2, 3), bool))
     with pytest.raises(SitsrConfigError, match="'residual'"):
         diffusion.target_stats(apply_overrides(profile("smoke"), RESIDUAL), {"sit": {"mean": 0, "std": 1}})
     with pytest.raises(SitsrConfigError, match="diffusion runs"):
@@ -79,8 +78,8 @@ def test_targets_are_relative_to_their_base_fields():
 
 def test_downscale_writes_a_residual_ensemble(residual_run, tiny_dataset, tmp_path):
     fields, mask, sit, date = _day_fields(tiny_dataset)
-    path = sampling.downscale(residual_run, tiny_dataset, date, members=3, steps=3, out_path=tmp_path / "r.nc",
-                              progress=False)
+    path = downscale.downscale(residual_run, tiny_dataset, date, members=3, steps=3, out_path=tmp_path / "r.nc",
+                               progress=False)
     with xr.open_dataset(path) as f:
         assert f.attrs["target"] == "residual"
         ens = f["sit_ai"].values
@@ -90,9 +89,9 @@ def test_downscale_writes_a_residual_ensemble(residual_run, tiny_dataset, tmp_pa
 
 def test_only_a_regression_run_can_be_a_base(smoke_run, tiny_dataset):
     fields, mask, _, _ = _day_fields(tiny_dataset)
-    model, _ = ck.load_run(smoke_run)
+    run = checkpoint.load_run(smoke_run)
     with pytest.raises(SitsrInputError, match="regression run"):
-        sampling.deterministic_metres(model, fields, mask)
+        downscale.deterministic_metres(run, fields, mask)
 
 
 def test_bad_base_runs_are_refused(smoke_run, regression_run, residual_run, tiny_dataset, other_dataset, tmp_path):
@@ -108,9 +107,9 @@ def test_bad_base_runs_are_refused(smoke_run, regression_run, residual_run, tiny
     with pytest.raises(SitsrInputError, match="without its base run"):
         broken = tmp_path / "broken"
         broken.mkdir()
-        for name in (ck.CONFIG, ck.NORM_STATS, ck.CHECKPOINT):
+        for name in (checkpoint.CONFIG, checkpoint.NORM_STATS, checkpoint.CHECKPOINT):
             (broken / name).write_bytes((residual_run / name).read_bytes())
-        ck.load_run(broken)
+        checkpoint.load_run(broken)
     assert not any((tmp_path / n).exists() for n in "abcd")  # refused before anything is written
 
 
@@ -119,7 +118,7 @@ def test_resume_keeps_the_base_and_refuses_another(regression_run, tiny_dataset,
     run = train(cfg, tiny_dataset, tmp_path / "r", progress=False, base_run=regression_run)
     longer = apply_overrides(cfg, ["train.steps=6"])
     train(longer, tiny_dataset, run, resume=True, progress=False)  # the copy in base/ is used
-    assert int(ck.load_checkpoint(run / ck.CHECKPOINT)["step"]) == 6
+    assert int(checkpoint.load_checkpoint(run / checkpoint.CHECKPOINT)["step"]) == 6
     other = train(apply_overrides(profile("smoke"), ["train.objective=regression", "train.seed=5"]), tiny_dataset,
                   tmp_path / "other", progress=False)
     with pytest.raises(SitsrConfigError, match="another base run"):
@@ -130,8 +129,8 @@ def test_a_residual_run_needs_the_features_of_its_base(residual_run, regression_
     # a residual run on sit and sic over a four-feature regression reads all four
     sitsic = train(apply_overrides(profile("smoke"), RESIDUAL + ["data.features=sit_lr,sic_lr"]), tiny_dataset,
                    tmp_path / "sitsic", progress=False, base_run=regression_run)
-    assert ck.run_features(sitsic) == ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
-    assert ck.load_run(sitsic)[0].features == ck.run_features(sitsic)
+    assert checkpoint.run_features(sitsic) == ("sit_lr", "sic_lr", "divergence_lr", "shear_lr")
+    assert checkpoint.load_run(sitsic).features == checkpoint.run_features(sitsic)
     with pytest.raises(SitsrInputError, match="gives no divergence_lr, shear_lr"):
         features.check_run_features(sitsic, ["sit_lr", "sic_lr"], "TOPAZ4")
 
@@ -144,7 +143,7 @@ def test_cli_trains_a_residual_run(regression_run, tiny_dataset, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--base-run" in r.stderr
     r = subprocess.run(args + ["--base-run", str(regression_run)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert json.loads((run / ck.CONFIG).read_text())["data"]["target"] == "residual"
+    assert json.loads((run / checkpoint.CONFIG).read_text())["data"]["target"] == "residual"
 
 
 def test_base_conditioning_gives_the_network_the_regression_prediction(regression_run, tiny_dataset, tmp_path):
@@ -152,13 +151,14 @@ def test_base_conditioning_gives_the_network_the_regression_prediction(regressio
         apply_overrides(profile("smoke"), ["data.base_conditioning=true"])
     cfg = apply_overrides(profile("smoke"), RESIDUAL + ["data.base_conditioning=true"])
     run = train(cfg, tiny_dataset, tmp_path / "conditioned", progress=False, base_run=regression_run)
-    model, cfg = ck.load_run(run)
+    loaded = checkpoint.load_run(run)
+    model, cfg = loaded.model, loaded.cfg
     fields, mask, _, _ = _day_fields(tiny_dataset)
-    base = model.base_field(fields, mask)
+    base = downscale.base_field(cfg, fields, mask, loaded.base)
     ctx = model.context({**fields, "base": base}, mask)
     assert ctx.shape == (len(cfg.data.features) + 2,) + mask.shape  # features, base, mask
     sit = model.stats["sit"]
     np.testing.assert_allclose(ctx[-2][mask], ((base - sit["mean"]) / sit["std"])[mask], rtol=1e-5, atol=1e-6)
-    ens = sampling.ensemble_metres(model, fields, mask, members=2, steps=2, tile=cfg.sample.tile,
-                                   overlap=cfg.sample.overlap, tile_batch=2)
+    ens = downscale.ensemble_metres(loaded, fields, mask, members=2, steps=2, tile=cfg.sample.tile,
+                                    overlap=cfg.sample.overlap, tile_batch=2)
     assert ens.shape == (2,) + mask.shape and np.isfinite(ens).all()

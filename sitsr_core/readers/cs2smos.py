@@ -31,8 +31,9 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SitsrDataError
-from . import (
+from ._common import (
     PRODUCT_LABELS,
+    _inventory,
     check_not_all_nan,
     concentration_to_fraction,
     coord_to_m,
@@ -44,7 +45,6 @@ from . import (
     sniff_product,
     squeeze_time,
     thickness_to_m,
-    _inventory,
 )
 
 PRODUCT = "CS2SMOS"

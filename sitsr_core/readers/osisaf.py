@@ -26,8 +26,9 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SitsrDataError
-from . import (
+from ._common import (
     PRODUCT_LABELS,
+    _inventory,
     check_not_all_nan,
     concentration_to_fraction,
     coord_to_m,
@@ -38,7 +39,6 @@ from . import (
     require_variables,
     sniff_product,
     squeeze_time,
-    _inventory,
 )
 
 CONC_PRODUCT = "OSI-401"

@@ -25,8 +25,9 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SitsrDataError
-from . import (
+from ._common import (
     PRODUCT_LABELS,
+    _inventory,
     check_netcdf_file,
     check_not_all_nan,
     concentration_to_fraction,
@@ -35,7 +36,6 @@ from . import (
     require_variables,
     sniff_product,
     thickness_to_m,
-    _inventory,
 )
 
 PRODUCT = "TOPAZ4"
