@@ -360,13 +360,10 @@ def test_book_builds_offline_and_renders(tmp_path):
             assert _shown_images(dom, page) >= images, f"{name}: {images} figures expected"
             if widgets:
                 assert re.search(r'class="[^"]*\bjupyter-widgets\b', dom), f"{name}: widgets not rendered"
-            # one parameters cell: papermill's injected one (a comment "# Parameters"), the default one removed
-            injected = static.count("# Parameters</span>")
-            assert injected == 1, f"{name}: {injected} injected parameters cells shown"
-            default = next(c for c in json.loads((executed / f"{page.stem}.ipynb").read_text())["cells"]
-                           if "parameters" in c.get("metadata", {}).get("tags", []))
-            comment = re.search(r"#\s*([\w ,:]{12,})", "".join(default["source"]))  # a comment of the default cell
-            assert comment is None or comment.group(1) not in static, f"{name}: default parameters cell shown"
+            # one parameters cell: papermill's injected one; the default one (tag remove-cell) is not rendered
+            cells = re.findall(r'class="cell( [^"]*)?"', static)
+            assert sum("tag_injected-parameters" in c for c in cells) == 1, f"{name}: injected parameters cell"
+            assert not any(re.search(r"\btag_parameters\b", c) for c in cells), f"{name}: default parameters shown"
         if page.stem == "performance":
             assert "<table" in dom or "No benchmark results yet" in dom
 
