@@ -158,7 +158,7 @@ SLOW_MODULES = {"test_train", "test_interrupt", "test_benchmarks"}
 #: Single tests over ~20 s on the loaded 2-core machine: training in their body, a subprocess per module or per
 #: command (each imports torch), a bit-reproducibility check over several full samplings.
 SLOW_TESTS = {"test_cli_train_downscale_evaluate", "test_loss_decreases_on_toy_problem",
-              "test_each_module_imports_alone", "test_cli_dataset_error_is_one_line",
+              "test_each_module_imports_alone", "test_cli_dataset_error_is_one_line", "test_cli_dataset_operator_flag",
               "test_ddim_eta0_bit_reproducible_and_eta_changes_samples"}
 
 
