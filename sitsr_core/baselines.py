@@ -91,27 +91,6 @@ def _probe_regrid(grid: Grid, mask: np.ndarray, obs: observe.FeatureObservation,
                          shape=(ny * nx, by * bx))
 
 
-def _window_matrix(mask: np.ndarray, obs: observe.FeatureObservation, dx_km: float) -> sp.csr_matrix:
-    """Kernel means of the 4 km ocean cells on the coarse cells (coarse cells x 4 km cells)."""
-    k, g = obs.cells(dx_km)
-    ny, nx = mask.shape
-    ok = observe.coarse_valid(mask, g)
-    ry, rx = observe.window_slices(ny, k, g), observe.window_slices(nx, k, g)
-    idx = np.arange(ny * nx).reshape(ny, nx)
-    rows, cols, vals = [], [], []
-    for i, sy in enumerate(ry):
-        for j, sx in enumerate(rx):
-            if not ok[i, j]:
-                continue
-            cells = idx[sy, sx][mask[sy, sx]]
-            if cells.size:
-                rows.append(np.full(cells.size, i * len(rx) + j))
-                cols.append(cells)
-                vals.append(np.full(cells.size, 1.0 / cells.size))
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(len(ry) * len(rx), ny * nx))
-
-
 class LinearObservation:
     """The noise-free part of an operator's ``sit`` observation as a linear map on a window.
 
@@ -126,7 +105,7 @@ class LinearObservation:
         if operator.name == "product":
             if grid is None:
                 raise SitsrInputError("the product operator's deconvolution needs the grid")
-            self.W = _window_matrix(self.mask, operator.sit, dx_km)
+            self.W = observe.window_matrix(self.mask, operator.sit, dx_km)
             self.R = _probe_regrid(grid, self.mask, operator.sit, dx_km)
             reached = np.asarray(abs(self.R).sum(axis=1)).ravel().reshape(self.mask.shape) > 0
             self.valid = self.mask & reached

@@ -159,3 +159,63 @@ def test_cli_dataset_operator_flag(tmp_path, tiny_moorings):
     r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings", "x.nc", "--out", "y.zarr",
                         "--operator", "blur"], capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def block_centre_moving_means(field, mask, block=30):
+    """Independent reference: the 120 km moving mean (box_filter) averaged over each block's centre cells."""
+    lr = filters.box_filter(field, mask, 120.0)
+    out = []
+    for i in range(-(-mask.shape[0] // block)):
+        for j in range(-(-mask.shape[1] // block)):
+            cy = {min(int(np.floor(i * block + (block - 1) / 2)) + d, mask.shape[0] - 1) for d in (0, 1)}
+            cx = {min(int(np.floor(j * block + (block - 1) / 2)) + d, mask.shape[1] - 1) for d in (0, 1)}
+            vals = [lr[a, b] for a in cy for b in cx if mask[a, b]]
+            if vals:
+                out.append(np.mean(vals))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", observe.OPERATORS)
+def test_conservation_matches_the_truths_observed_values_without_noise(truth, name):
+    fields, mask = truth
+    sit = fields["sit"][5]
+    rng = np.random.default_rng(0)
+    members = np.clip(sit + 0.3 + 0.5 * rng.standard_normal((3,) + sit.shape), 0, None)
+    op = noise_free(observe.ObservationOperator(name))
+    if name == "product":
+        observed = reference_coarse_means(sit, mask, op.sit.kernel_km, op.sit.grid_km)
+        truth_values = observed[np.isfinite(observed)]
+
+        def values(x):
+            v = reference_coarse_means(x, mask, op.sit.kernel_km, op.sit.grid_km)
+            return v[np.isfinite(v)]
+    else:
+        observed = filters.box_filter(sit, mask, 120.0)
+        truth_values = block_centre_moving_means(sit, mask)
+
+        def values(x):
+            return block_centre_moving_means(x, mask)
+    W, c, sigma = observe.observation_constraint(op, mask, observed)
+    out = observe.conserve_observed(members, W, c, sigma, mask)
+    assert np.abs(values(members[0]) - truth_values).max() > 0.2
+    for m in out:
+        np.testing.assert_allclose(values(np.where(mask, m, 0.0)), truth_values, atol=1e-4)
+    assert (out[:, mask] >= 0).all() and np.isnan(out[:, ~mask]).all()
+
+
+def test_conservation_agrees_within_the_observation_noise(truth):
+    fields, mask = truth
+    sit = fields["sit"][5]
+    op = observe.ObservationOperator()
+    observed = observe.coarse_observe(sit, mask, op.sit, "sit", observe.day_rng(0, TINY_DATES[5], "sit"))
+    W, c, sigma = observe.observation_constraint(op, mask, observed)
+    rms = lambda x: float(np.sqrt(np.mean((W @ np.nan_to_num(x).ravel() - c) ** 2)))  # noqa: E731
+    # the truth is within about the noise of its observation: (nearly) unchanged
+    kept = observe.conserve_observed(sit, W, c, sigma, mask)
+    assert np.sqrt(np.mean((kept - sit)[mask] ** 2)) < 0.1
+    # a member 0.6 m too thick is pulled to the noise level of the observations, not fitted to their noise
+    wrong = np.where(mask, sit + 0.6, 0.0)
+    fixed = observe.conserve_observed(wrong, W, c, sigma, mask)
+    assert rms(wrong) > 2.5 * sigma
+    assert 0.9 * sigma < rms(fixed) <= 1.01 * sigma
+    assert np.sqrt(np.mean((fixed - sit)[mask] ** 2)) < 0.4
