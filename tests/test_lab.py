@@ -162,10 +162,11 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
                 news.first.click()  # "notified about official Jupyter news?": no
             page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
             page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
-            page.locator(".jp-Notebook .widget-output img").first.wait_for(timeout=RUN_S * 1000)
             deadline = time.monotonic() + RUN_S
             prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")  # "[n]:" once run, "[*]:" running
-            while not all(re.search(r"\[\d+\]", t) for t in prompts.all_text_contents()):
+            images = page.locator(".jp-Notebook .widget-output img")
+            while not (all(re.search(r"\[\d+\]", t) for t in prompts.all_text_contents()) and images.count()):
+                assert not errors_shown(page), f"error while running the notebook: {errors_shown(page)}"
                 assert time.monotonic() < deadline, f"cells still running after {RUN_S} s"
                 page.wait_for_timeout(500)
             assert "2 dates with an ensemble" in page.locator(".jp-Notebook").text_content()
