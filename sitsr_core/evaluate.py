@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import heatflux, metrics, spectra
+from . import baselines, heatflux, metrics, spectra
 from .checkpoint import NORM_STATS, PROVENANCE, read_config, read_norm_stats, read_provenance
 from .dataset import FINAL_TABLE, open_dataset, split_days
 from .downscale import downscale_dates, output_name
@@ -34,6 +34,19 @@ def pick_days(days: pd.DatetimeIndex, max_days: int | None) -> pd.DatetimeIndex:
     if not max_days or len(days) <= max_days:
         return days
     return days[np.unique(np.linspace(0, len(days) - 1, max_days).round().astype(int))]
+
+
+def fine_scale_lag_correlation(ds: xr.Dataset, lags=(1, 2, 4, 7, 10), split: str = "train") -> dict[int, float]:
+    """Day-to-day correlation of the fine-scale field ``sit - sit_lr`` over the ocean, per lag (days).
+
+    What the gap days between training and evaluation windows must outlast
+    (:data:`sitsr_core.dataset.GAP_DAYS`); pairs are taken within ``split`` only
+    (:func:`sitsr_core.metrics.lag_correlation`).
+    """
+    days = split_days(ds, split)
+    sel = ds[["sit", "sit_lr"]].sel(time=days)
+    fine = sel["sit"].values.astype(np.float64) - sel["sit_lr"].values
+    return metrics.lag_correlation(fine, ds["mask"].values.astype(bool), lags, days=days.values)
 
 
 def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str) -> None:
@@ -115,7 +128,8 @@ def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
 
     Returns
     -------
-    dict with ``members`` (M, D, ny, nx), ``truth``, ``lr``, ``interp``, ``sic`` (D, ny, nx),
+    dict with ``members`` (M, D, ny, nx), ``truth``, ``lr``, ``interp``, ``sic`` (the LR concentration
+    ``sic_lr``), ``sic_hr`` (the 4 km concentration ``sic``; None if the store lacks it) (D, ny, nx),
     ``mask`` (ny, nx) bool and ``dates`` (D,).
 
     Raises
@@ -137,7 +151,8 @@ def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
     sel = ds.sel(time=dates)
     mask = ds["mask"].values.astype(bool)
     return {"members": np.stack(members, axis=1), "truth": sel["sit"].values, "lr": sel["sit_lr"].values,
-            "interp": sel["sit_interp"].values, "sic": sel["sic_lr"].values, "mask": mask,
+            "interp": sel["sit_interp"].values, "sic": sel["sic_lr"].values,
+            "sic_hr": sel["sic"].values if "sic" in sel else None, "mask": mask,
             "dates": [str(d.date()) for d in dates]}
 
 
@@ -169,15 +184,25 @@ def _jsonable(x):
 
 
 def score(data: dict[str, np.ndarray], regression: np.ndarray | None = None, kernel_km: float = 120.0,
-          t_surface: float = -25.0) -> dict:
+          t_surface: float = -25.0, deconvolution: np.ndarray | None = None, n_boot: int = 2000) -> dict:
     """All evaluation metrics of stacked outputs (see :func:`load_outputs`).
+
+    The skill table scores the ensemble against every baseline on the same cells: ``lr`` (naive:
+    the LR context itself), ``interp``, and when given ``regression`` and ``deconvolution``; with
+    per-day scores, block-bootstrap 95 % intervals over days and the paired differences ensemble -
+    baseline (:func:`sitsr_core.metrics.skill_table`); the ensemble's fair CRPS is compared with each
+    deterministic baseline's MAE.
 
     Parameters
     ----------
     data : dict
-        From :func:`load_outputs`.
+        From :func:`load_outputs` (days in time order).
     regression : ndarray, shape (D, ny, nx), optional
         Deterministic-baseline prediction of the same days.
+    deconvolution : ndarray, shape (D, ny, nx), optional
+        Linear deconvolution of the LR context (:mod:`sitsr_core.baselines`) of the same days.
+    n_boot : int
+        Bootstrap replicates of the intervals.
     kernel_km : float
         Filter kernel of the dataset (bands and large-scale bias).
     t_surface : float
@@ -185,29 +210,36 @@ def score(data: dict[str, np.ndarray], regression: np.ndarray | None = None, ker
 
     Returns
     -------
-    dict (JSON-ready, metres): ``skill``, ``spread_skill``, ``reliability``, ``rank_histogram``,
-    ``bands``, ``band_checks``, ``spectra``, ``large_scale_rmse``, ``heat_flux``.
+    dict (JSON-ready, metres): ``skill``, ``spread_skill``, ``reliability``, ``rank_histogram``
+    (counts and chi-square flatness), ``bands``, ``band_checks``, ``band_spread_skill`` (spread-skill
+    per scale band), ``spectra``, ``large_scale_rmse``, ``heat_flux`` (the truth with the 4 km
+    concentration when the store has it, see ``heat_flux_truth_sic``).
     """
     ens, truth, mask = data["members"], data["truth"], data["mask"]
     M = ens.shape[0]
     mean = ens.mean(axis=0)
     valid = np.broadcast_to(mask, truth.shape)
-    baselines = {"lr": data["lr"], "interp": data["interp"]}
+    references = {"lr": data["lr"], "interp": data["interp"]}
     if regression is not None:
-        baselines["regression"] = regression
+        references["regression"] = regression
+    if deconvolution is not None:
+        references["deconvolution"] = deconvolution
     result = {"members": M, "days": data["dates"]}
-    result["skill"] = metrics.skill_table(ens, truth, valid, baselines)
+    result["skill"] = metrics.skill_table(ens, truth, valid, references, day_axis=0, n_boot=n_boot)
     result["spread_skill"] = metrics.spread_skill_ratio(ens, truth, valid) if M > 1 else None
     if M > 1:
         result["reliability"] = metrics.spread_error_bins(ens, truth, valid)
         counts = metrics.rank_histogram(ens, truth, valid)
         result["rank_histogram"] = {"counts": counts, "flatness": metrics.rank_flatness(counts)}
+        result["band_spread_skill"] = metrics.band_spread_skill(ens, truth, mask, kernel_km=kernel_km)
     tables, curves = [], {}
     for d in range(truth.shape[0]):
         tables.append(metrics.band_table(truth[d], data["lr"][d], mean[d], ens[:, d], mask, kernel_km=kernel_km))
         fields = {"truth": truth[d], "lr": data["lr"][d], "interp": data["interp"][d], "mean": mean[d]}
         if regression is not None:
             fields["regression"] = regression[d]
+        if deconvolution is not None:
+            fields["deconvolution"] = deconvolution[d]
         for name, f in fields.items():
             k, psd = spectra.isotropic_spectrum(f, mask)
             curves.setdefault(name, []).append(psd)
@@ -220,15 +252,76 @@ def score(data: dict[str, np.ndarray], regression: np.ndarray | None = None, ker
              "members": metrics.large_scale_rmse(ens, data["lr"][None], mask, kernel_km=kernel_km),
              "interp": metrics.large_scale_rmse(data["interp"], data["lr"], mask, kernel_km=kernel_km)}
     result["large_scale_rmse"] = {k: float(np.mean(v)) for k, v in large.items()}
+    sic_hr = data.get("sic_hr")
     result["heat_flux"] = heatflux.flux_comparison(truth, data["lr"], data["interp"], ens, data["sic"], valid,
-                                                   t_surface=t_surface)
+                                                   t_surface=t_surface, sic_truth=sic_hr)
+    result["heat_flux_truth_sic"] = "sic_lr (the store has no 4 km sic)" if sic_hr is None else "sic (4 km)"
     return _jsonable(result)
+
+
+#: Display names of the rows of a skill table.
+ROW_NAMES = {"ensemble": "ensemble mean", "member": "single member", "lr": "LR context (naive)",
+             "interp": "interpolation", "regression": "regression (deterministic)",
+             "deconvolution": "linear deconvolution"}
+
+
+def skill_frame(skill: dict, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """A skill table (``score(...)["skill"]``) as one row per forecast with its 95 % intervals over days.
+
+    Columns ``RMSE``, ``MAE``, ``bias``, ``CRPS`` (m; a deterministic forecast's CRPS is its MAE) and
+    ``... 95% CI`` as ``"low - high"`` text (empty for a table without intervals).
+    """
+    names = ROW_NAMES if names is None else names
+    rows = {}
+    for fc, sc in skill["scores"].items():
+        ci = skill.get("ci95", {}).get(fc, {})
+        row = {"RMSE (m)": sc["rmse"], "RMSE 95% CI": _interval(ci.get("rmse")), "MAE (m)": sc["mae"],
+               "MAE 95% CI": _interval(ci.get("mae")), "bias (m)": sc["bias"], "CRPS (m)": sc["crps"],
+               "CRPS 95% CI": _interval(ci.get("crps"))}
+        rows[names.get(fc, fc)] = row
+    return pd.DataFrame(rows).T
+
+
+def paired_verdict(ci) -> str:
+    """``better`` / ``worse`` when a 95 % interval of (ensemble - baseline) lies below / above 0, else ``within CI``."""
+    if ci is None or ci[0] is None or ci[1] is None or not np.all(np.isfinite(ci)):
+        return "no interval"
+    return "better" if ci[1] < 0 else ("worse" if ci[0] > 0 else "within CI")
+
+
+def paired_frame(skill: dict, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Paired differences ensemble - baseline (m) with their 95 % intervals and verdicts, one row per baseline.
+
+    ``crps`` compares the ensemble's fair CRPS with the baseline's MAE; ``rmse_inf`` the RMSE of
+    the mean of infinitely many members with the baseline's RMSE.
+    """
+    names = ROW_NAMES if names is None else names
+    rows = {}
+    for base, scores in skill.get("paired", {}).items():
+        row = {}
+        for s, label in (("rmse", "RMSE"), ("rmse_inf", "RMSE (inf. members)"), ("mae", "MAE"), ("crps", "CRPS - MAE")):
+            if s in scores:
+                row[f"{label} diff (m)"] = scores[s]["diff"]
+                row[f"{label} 95% CI"] = _interval(scores[s]["ci95"])
+                row[f"{label}"] = paired_verdict(scores[s]["ci95"])
+        rows[names.get(base, base)] = row
+    return pd.DataFrame(rows).T
+
+
+def _interval(ci) -> str:
+    if ci is None or ci[0] is None or ci[1] is None:
+        return ""
+    return f"{ci[0]:.3f} - {ci[1]:.3f}"
 
 
 def evaluate_run(run_dir, data_path, split: str = "test", members: int = 30, steps: int | None = None,
              outputs=None, out=None, max_days: int | None = None, regression_run=None, overwrite: bool = False,
-             progress: bool = True, **downscale_kw) -> dict:
+             progress: bool = True, deconvolution: bool = True, **downscale_kw) -> dict:
     """Generate (if needed) and score the ensembles of a split.
+
+    The only reader of the test split (``split="test"``: the final table); every choice is made
+    on ``val`` days, including the deconvolution baseline's regularisation
+    (:func:`sitsr_core.baselines.stored_regularisation`).
 
     Parameters
     ----------
@@ -252,6 +345,9 @@ def evaluate_run(run_dir, data_path, split: str = "test", members: int = 30, ste
         same dataset as ``run_dir``; its files go to ``<regression_run>/outputs_<split>``.
     overwrite : bool
         Replace an existing JSON file and regenerate outputs (of both runs).
+    deconvolution : bool
+        Score the linear deconvolution baseline (:func:`sitsr_core.baselines.deconvolve_days`)
+        with the regularisation chosen on validation days.
     **downscale_kw
         Passed to :func:`sitsr_core.downscale.downscale` (eta, seed, tile, conserve, device...).
 
@@ -293,11 +389,16 @@ def evaluate_run(run_dir, data_path, split: str = "test", members: int = 30, ste
                                     members=1, progress=progress, **{k: v for k, v in downscale_kw.items()
                                                                       if k in ("device", "tile")})
         regression = load_outputs(reg_files, ds)["members"][0]
-    result = score(data, regression, kernel_km=float(ds.attrs["kernel_km"]))
+    deconv, reg = None, None
+    if deconvolution:
+        reg = baselines.stored_regularisation(data_path)  # chosen on validation days
+        deconv = baselines.deconvolve_days(ds, data["dates"], reg)
+    result = score(data, regression, kernel_km=float(ds.attrs["kernel_km"]), deconvolution=deconv)
     result["provenance"] = {"run": str(run_dir), "dataset": str(data_path), "dataset_source": ds.attrs.get("source"),
                             "dataset_fingerprint": dataset["fingerprint"], "dataset_identity": dataset["identity"],
                             "split": split, "steps": steps or cfg.sample.steps,
                             "regression_run": str(regression_run) if regression_run else None,
+                            "deconvolution_reg": reg,
                             **provenance(cfg)}
     if out is not None:
         out = Path(out)

@@ -152,6 +152,7 @@ CURVE_STYLE = {
     "mean": dict(color="#c44e52", lw=2.0, label="ensemble mean"),
     "members": dict(color="#dd8452", lw=0.8, alpha=0.7, label="members"),
     "regression": dict(color="#8172b3", lw=1.5, ls="-.", label="regression (deterministic)"),
+    "deconvolution": dict(color="#937860", lw=1.5, ls=(0, (5, 1, 1, 1)), label="linear deconvolution"),
 }
 
 #: Colours of the scale bands of :func:`sitsr_core.metrics.scale_bands`.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sitsr_core import evaluate, metrics
+from sitsr_core import baselines, evaluate, heatflux, metrics
 from sitsr_core.config import profile
 from sitsr_core.dataset import open_dataset
 from sitsr_core.errors import SitsrInputError
@@ -36,6 +36,23 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
     assert set(r["bands"]) == {"large", "medium", "fine", "finest"}
     assert len(r["rank_histogram"]["counts"]) == 4
     assert r["provenance"]["split"] == "test" and r["heat_flux"]["truth"]["flux"] > 0
+    # every baseline row, per-day scores, intervals over days and paired differences
+    skill = r["skill"]
+    assert set(skill["scores"]) == {"ensemble", "member", "lr", "interp", "deconvolution"}
+    assert len(skill["per_day"]["ensemble"]["rmse"]) == 3
+    for fc in ("ensemble", "lr", "interp", "deconvolution"):
+        low, high = skill["ci95"][fc]["rmse"]
+        assert low <= skill["scores"][fc]["rmse"] <= high
+    assert set(skill["paired"]) == {"lr", "interp", "deconvolution"}
+    assert skill["paired"]["lr"]["crps"]["diff"] == pytest.approx(
+        skill["scores"]["ensemble"]["crps"] - skill["scores"]["lr"]["mae"])
+    assert set(r["band_spread_skill"]) == {"large", "medium", "fine", "finest"}
+    # the deconvolution row: its regularisation was chosen on validation days, its RMSE recomputed here
+    reg = json.loads(baselines.regularisation_path(tiny_dataset).read_text())
+    assert reg["split"] == "val" and r["provenance"]["deconvolution_reg"] == reg["reg"]
+    deconv = baselines.deconvolve_days(ds, ["2020-12-11", "2020-12-12", "2020-12-13"], reg["reg"])
+    assert r["skill"]["scores"]["deconvolution"]["rmse"] == pytest.approx(
+        metrics.rmse(deconv, truth, np.broadcast_to(mask, truth.shape)), rel=1e-5)
     mtimes = [f.stat().st_mtime_ns for f in files]
     evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # completed dates are not regenerated
@@ -86,3 +103,31 @@ def test_cli_train_downscale_evaluate(tiny_dataset, tmp_path):
     assert bad.returncode == 2 and "exists" in bad.stderr
     sitsr("downscale", "--run", run, "--data", tiny_dataset, "--split", "val", "--out", tmp_path / "val", "--no-progress")
     assert len(list((tmp_path / "val").glob("sit_hrai_*.nc"))) == 2
+
+
+def test_heat_flux_truth_uses_the_4km_concentration():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.0, 3.0, size=(2, 32, 32))
+    sic_hr = rng.uniform(0.0, 1.0, size=truth.shape)
+    sic_lr = np.full(truth.shape, 0.7)
+    data = {"members": truth[None] + rng.normal(0, 0.1, size=(3,) + truth.shape), "truth": truth, "lr": truth,
+            "interp": truth, "sic": sic_lr, "sic_hr": sic_hr, "mask": np.ones((32, 32), bool),
+            "dates": ["2021-01-01", "2021-01-02"]}
+    r = evaluate.score(data, kernel_km=40.0, n_boot=100)
+    assert r["heat_flux"]["truth"]["flux"] == pytest.approx(heatflux.domain_mean_flux(truth, sic_hr)["flux"])
+    assert r["heat_flux"]["lr"]["flux"] == pytest.approx(heatflux.domain_mean_flux(truth, sic_lr)["flux"])
+    assert r["heat_flux_truth_sic"] == "sic (4 km)"
+
+
+def test_fine_scale_lag_correlation_reads_training_days(tiny_dataset):
+    ds = open_dataset(tiny_dataset)
+    r = evaluate.fine_scale_lag_correlation(ds, lags=(1,))
+    labels = ds["split"].values.astype(str)
+    mask = ds["mask"].values.astype(bool)
+    fine = (ds["sit"] - ds["sit_lr"]).values[:, mask]
+    t = np.flatnonzero(labels == "train")
+    pairs = [(i, i + 1) for i in t if i + 1 in t]
+    expected = np.mean([np.corrcoef(fine[i], fine[j])[0, 1] for i, j in pairs])
+    assert r[1] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(SitsrInputError, match="final evaluation"):
+        evaluate.fine_scale_lag_correlation(ds, split="test")
