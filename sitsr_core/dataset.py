@@ -225,7 +225,7 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     if not mask.any():
         raise SitsrDataError(f"{src.attrs.get('source_files')}: the land mask leaves no ocean cell")
 
-    names = ("sit",) + LR_FEATURES + ("sit_interp",)
+    names = ("sit", "sic") + LR_FEATURES + ("sit_interp",)  # sic: the 4 km truth of the heat-flux diagnostic
     arrays = {n: np.empty((len(dates),) + grid.shape, dtype=np.float32) for n in names}
     if operator.name == "product":
         _, g = operator.sit.cells()
@@ -240,7 +240,7 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in io.VARIABLES}, mask, operator,
                                    grid, dates[c0:idx.stop])
         for j, i in enumerate(idx):
-            fields = {"sit": np.where(mask, checked[j]["sit"], np.nan).astype(np.float32)}
+            fields = {v: np.where(mask, checked[j][v], np.nan).astype(np.float32) for v in ("sit", "sic")}
             fields.update({k: a[j] for k, a in obs.items()})
             for n in arrays:
                 arrays[n][i] = fields[n]
@@ -258,6 +258,8 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
 
     attrs_lr = {
         "sit": {"long_name": "sea ice effective thickness, 4 km (target)", "units": "m"},
+        "sic": {"long_name": "sea ice concentration, 4 km (truth of the heat-flux diagnostic, never a model input)",
+                "units": "1"},
         "sit_lr": {"long_name": f"sea ice effective thickness observed by the {operator.name} operator, "
                               f"{kernel_km:g} km box mean", "units": "m"},
         "sic_lr": {"long_name": f"sea ice concentration, {sic_kernel_km:g} km box mean", "units": "1"},

@@ -8,8 +8,9 @@ The outermost layer of the inference code (``networks`` <- ``diffusion`` <- ``sa
 * :func:`ensemble_metres` — LR fields in metres -> an ensemble in metres for a
   :class:`~sitsr_core.checkpoint.LoadedRun` (normalise, :func:`sitsr_core.sampling.generate`,
   back, :func:`postprocess`).
-* :func:`postprocess`, :func:`conserve_block_means`, :func:`block_means` — physical fields (>= 0, zero on land
-  and where ``sic_lr == 0``) and optional block-mean conservation.
+* :func:`postprocess`, :func:`conserve_members` (:func:`conserve_block_means`, :func:`block_means`) —
+  physical fields (>= 0, zero on land and where ``sic_lr == 0``) and optional conservation of what
+  was observed.
 * :func:`read_context`, :func:`write_ensemble`, :func:`downscale` — run folder + dataset date (or LR
   features file) -> CF netCDF; :func:`output_name` / :func:`parse_output_name` name the files of
   :func:`downscale_dates` (sharded over ranks); :func:`main` is ``python -m sitsr_core.downscale``.
@@ -29,6 +30,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from . import observe
 from .checkpoint import LoadedRun, load_run
 from .dataset import open_dataset, split_days
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, exit_status
@@ -172,6 +174,27 @@ def block_means(field, mask, block: int) -> np.ndarray:
         return np.where(cnt > 0, block_sum(a, block) / cnt, np.nan)
 
 
+def conserve_members(sit, fields, mask, operator=None, observed=None, block: int = 30,
+                     lr_block_means=None) -> np.ndarray:
+    """``--conserve``: make members agree with what was observed of the thickness.
+
+    With the dataset's observation operator (:func:`sitsr_core.observe.observed_sit`): the members'
+    values seen through the operator (the product's coarse kernel means for ``"product"``; the
+    moving mean at each block centre for ``"moving-mean"``) are brought to the observed values
+    within the stated observation noise (:func:`sitsr_core.observe.conserve_observed`: exactly
+    without noise). Cells where ``sic_lr`` is 0 stay ice free (as :func:`postprocess` made them).
+    Without an operator (an LR features file from a product, or ``lr_block_means`` given): the
+    ``block``-cell block means of ``sit_lr`` (or ``lr_block_means``), :func:`conserve_block_means`.
+    """
+    allowed = mask & np.isfinite(fields["sic_lr"]) & (fields["sic_lr"] > 0)
+    if operator is None or lr_block_means is not None:
+        target = block_means(fields["sit_lr"], mask, block) if lr_block_means is None else lr_block_means
+        return conserve_block_means(sit, target, mask, block, allowed=allowed)
+    W, c, sigma = observe.observation_constraint(operator, mask, observed)
+    out = observe.conserve_observed(sit, W, c, sigma, mask)
+    return np.where(allowed, out, 0.0).astype(np.float32)
+
+
 def conserve_block_means(sit, lr_means, mask, block: int = 30, allowed=None, tol: float = 1e-6,
              max_iter: int = 20) -> np.ndarray:
     """Adjust fields so that their block means over ocean cells equal ``lr_means``, staying >= 0.
@@ -298,7 +321,7 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     out_path : path
         Output netCDF (written to a temporary sibling, then renamed).
     conserve : bool
-        Make every member's ``block``-cell block means over ocean equal the LR block means.
+        Make every member agree with what was observed (:func:`conserve_members`).
     lr_file : path, optional
         netCDF with ``sit_lr, sic_lr, divergence_lr, shear_lr, mask`` on the same grid
         (optionally ``time``, ``x``, ``y``, ``latitude``, ``longitude``, ``sit_interp``).
@@ -365,9 +388,9 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
                           sampler=sampler)
     bar.close()
     if conserve:
-        target = block_means(fields["sit_lr"], mask, block) if lr_block_means is None else lr_block_means
-        allowed = mask & np.isfinite(fields["sic_lr"]) & (fields["sic_lr"] > 0)
-        sit = conserve_block_means(sit, target, mask, block, allowed=allowed)
+        operator, observed = (None, None) if lr_file is not None else observe.observed_sit(open_dataset(data_path),
+                                                                                          date)
+        sit = conserve_members(sit, fields, mask, operator, observed, block=block, lr_block_means=lr_block_means)
     attrs = {
         "run": str(Path(run_dir).resolve()),
         **provenance(cfg),

@@ -418,11 +418,11 @@ def window_matrix(mask: np.ndarray, obs: FeatureObservation, dx_km: float = 4.0)
 
 
 def _centre_cells(n: int, block: int) -> list[np.ndarray]:
-    """The one or two cells at the centre of each ``block`` along an axis (clipped to ``[0, n)``)."""
+    """The one or two cells at the centre of each ``block`` along an axis (a partial last block: of its cells)."""
     out = []
     for i in range(-(-n // block)):
-        c = i * block + (block - 1) / 2
-        out.append(np.unique(np.clip([int(np.floor(c)), int(np.ceil(c))], 0, n - 1)))
+        c = (i * block + min((i + 1) * block, n) - 1) / 2
+        out.append(np.unique([int(np.floor(c)), int(np.ceil(c))]))
     return out
 
 
@@ -530,3 +530,15 @@ def conserve_observed(fields: np.ndarray, W: sp.csr_matrix, c: np.ndarray, sigma
             y = np.clip(y + W.T @ z, 0.0, None)
         out[i] = np.where(mask, y.reshape(mask.shape), np.nan)
     return out.reshape(a.shape).astype(np.float32)
+
+
+def observed_sit(ds: xr.Dataset, date) -> tuple[ObservationOperator, np.ndarray]:
+    """``(operator, observed)`` of a dataset day, for :func:`observation_constraint`.
+
+    ``observed`` is the coarse ``sit_obs`` for ``"product"``, ``sit_lr`` for ``"moving-mean"``.
+    """
+    op = operator_of(ds)
+    name = "sit_obs" if op.name == "product" else "sit_lr"
+    if name not in ds.variables:
+        raise SitsrInputError(f"the dataset has no {name} (rebuild it with `sitsr dataset`)")
+    return op, np.asarray(ds[name].sel(time=pd.Timestamp(date)).values, dtype=np.float64)

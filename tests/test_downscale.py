@@ -122,6 +122,60 @@ def test_downscale_from_lr_file_with_conservation(smoke_run, tiny_dataset, tmp_p
         assert np.all(res["sit_ai"].values >= 0)
 
 
+@pytest.mark.parametrize("name", ["product", "moving-mean"])
+def test_conservation_gives_the_truths_observed_values_without_noise(smoke_run, tiny_moorings, tmp_path, name):
+    """--conserve on a noise-free dataset: the members' values seen through the operator are the truth's.
+
+    Independent references: the truth's mean over each product cell's kernel window (a loop), or its
+    120 km moving mean (box_filter) at each block centre.
+    """
+    import dataclasses
+
+    from conftest import TINY_SPLITS
+
+    from sitsr_core import dataset, filters, observe
+
+    op = observe.ObservationOperator(name)
+    op = dataclasses.replace(op, sit=dataclasses.replace(op.sit, noise_std=0.0))
+    data = dataset.constitute(str(tiny_moorings / "Moorings_*.nc"), tmp_path / "clean.zarr", splits=TINY_SPLITS,
+                              progress=False, operator=op)
+    out = downscale.downscale(smoke_run, data, "2020-12-02", members=2, steps=2, seed=0, conserve=True,
+                              out_path=tmp_path / "c.nc", progress=False)
+    truth = open_dataset(data)["sit"].sel(time="2020-12-02").values.astype(np.float64)
+    with xr.open_dataset(out) as res:
+        members, mask = res["sit_ai"].values.astype(np.float64), res["mask"].values.astype(bool)
+    if name == "product":
+        k, g = int(op.sit.kernel_km / 4), int(op.sit.grid_km / 4)
+
+        def seen(x):
+            vals = []
+            for i in range(-(-mask.shape[0] // g)):
+                for j in range(-(-mask.shape[1] // g)):
+                    if mask[i * g:(i + 1) * g, j * g:(j + 1) * g].any():
+                        cy, cx = i * g + (g - 1) / 2, j * g + (g - 1) / 2
+                        rows = [r for r in range(mask.shape[0]) if abs(r - cy) < k / 2]
+                        cols = [c for c in range(mask.shape[1]) if abs(c - cx) < k / 2]
+                        vals.append(x[np.ix_(rows, cols)][mask[np.ix_(rows, cols)]].mean())
+            return np.array(vals)
+    else:
+        def seen(x):
+            lr = filters.box_filter(np.where(mask, x, np.nan), mask, 120.0)
+            vals = []
+            centres = ([14, 15], [44, 45], [61, 62])  # of the blocks 0-29, 30-59 and 60-63 of the 64-cell window
+            for rows in centres:
+                for cols in centres:
+                    v = [lr[a, b] for a in rows for b in cols if mask[a, b]]
+                    if v:
+                        vals.append(np.mean(v))
+            return np.array(vals)
+    before = downscale.downscale(smoke_run, data, "2020-12-02", members=2, steps=2, seed=0,
+                                 out_path=tmp_path / "raw.nc", progress=False)
+    with xr.open_dataset(before) as raw:
+        assert np.abs(seen(raw["sit_ai"].values[0].astype(np.float64)) - seen(truth)).max() > 0.05
+    for m in members:
+        np.testing.assert_allclose(seen(m), seen(truth), atol=2e-3)
+
+
 # ------------------------------------------------------------------------------------ names and CLI
 
 def test_output_names_are_parsed_back():

@@ -36,6 +36,12 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
     assert set(r["bands"]) == {"large", "medium", "fine", "finest"}
     assert len(r["rank_histogram"]["counts"]) == 4
     assert r["provenance"]["split"] == "test" and r["heat_flux"]["truth"]["flux"] > 0
+    sic = ds["sic"].sel(time=["2020-12-11", "2020-12-12", "2020-12-13"]).values  # the truth's own 4 km concentration
+    assert r["heat_flux_truth_sic"] == "sic (4 km)"
+    sel = ds.sel(time=["2020-12-11", "2020-12-12", "2020-12-13"])
+    same_cells = mask & np.isfinite(sel["sit_lr"].values) & np.isfinite(sel["sic_lr"].values) & np.isfinite(interp)
+    assert r["heat_flux"]["truth"]["flux"] == pytest.approx(
+        heatflux.domain_mean_flux(truth, sic, mask=same_cells)["flux"], rel=1e-5)
     # every baseline row, per-day scores, intervals over days and paired differences
     skill = r["skill"]
     assert set(skill["scores"]) == {"ensemble", "member", "lr", "interp", "deconvolution"}
@@ -131,3 +137,14 @@ def test_fine_scale_lag_correlation_reads_training_days(tiny_dataset):
     assert r[1] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(SitsrInputError, match="final evaluation"):
         evaluate.fine_scale_lag_correlation(ds, split="test")
+
+
+def test_the_store_keeps_the_4km_concentration(tiny_dataset, tiny_moorings):
+    from sitsr_core import io
+
+    src, _ = io.open_moorings(str(tiny_moorings / "Moorings_*.nc"))
+    ds = open_dataset(tiny_dataset)
+    mask = ds["mask"].values.astype(bool)
+    sic = src["sic"].sel(time=ds["time"].values).values
+    np.testing.assert_allclose(ds["sic"].values[:, mask], sic[:, mask], rtol=0, atol=1e-6)
+    assert np.isnan(ds["sic"].values[:, ~mask]).all()

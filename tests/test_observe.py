@@ -167,8 +167,10 @@ def block_centre_moving_means(field, mask, block=30):
     out = []
     for i in range(-(-mask.shape[0] // block)):
         for j in range(-(-mask.shape[1] // block)):
-            cy = {min(int(np.floor(i * block + (block - 1) / 2)) + d, mask.shape[0] - 1) for d in (0, 1)}
-            cx = {min(int(np.floor(j * block + (block - 1) / 2)) + d, mask.shape[1] - 1) for d in (0, 1)}
+            ry = np.arange(i * block, min((i + 1) * block, mask.shape[0]))
+            rx = np.arange(j * block, min((j + 1) * block, mask.shape[1]))
+            cy = set(ry[(len(ry) - 1) // 2:len(ry) // 2 + 1])  # the middle cell(s) of the block
+            cx = set(rx[(len(rx) - 1) // 2:len(rx) // 2 + 1])
             vals = [lr[a, b] for a in cy for b in cx if mask[a, b]]
             if vals:
                 out.append(np.mean(vals))
