@@ -2,16 +2,20 @@
 
 User errors (:class:`~sitsr_core.errors.SitsrInputError`) print one line and exit 2; a training
 stopped by Ctrl-C (:class:`~sitsr_core.errors.SitsrInterrupted`) prints how to resume and exits 130.
+Messages go through the ``sitsr`` logger (stderr): ``-v`` adds debug messages, ``--quiet`` keeps
+warnings and errors only; progress bars are not log messages and stay. ``python -m sitsr_core`` is the
+same command.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from . import downscale, features, sweep, train
+from . import __version__, downscale, features, sweep, train
 from .config import apply_overrides, profile
-from .dataset import SplitSpec, constitute
+from .dataset import GAP_DAYS, SplitSpec, constitute
 from .errors import exit_status
 from .evaluate import evaluate_run
 from .grid import get_grid
@@ -19,10 +23,12 @@ from .readers import read_product
 from .runbook import execute
 from .synth_files import write_synthetic_moorings
 
+log = logging.getLogger("sitsr")
+
 
 def _synth(a):
     files = write_synthetic_moorings(a.out, a.region, a.start, a.end, a.seed, a.overwrite)
-    print(f"wrote {len(files)} moorings files to {a.out}")
+    log.info(f"wrote {len(files)} moorings files to {a.out}")
 
 
 def _window(text: str) -> tuple[str, str]:
@@ -38,26 +44,26 @@ def _dataset(a):
     out = constitute(a.moorings, a.out, kernel_km=a.kernel_km, sic_kernel_km=a.sic_kernel_km, splits=spec,
                      start=a.start, end=a.end, mapping=mapping, allow_gaps=a.allow_gaps, overwrite=a.overwrite,
                      operator=a.operator, seed=a.seed)
-    print(f"wrote {out}")
+    log.info(f"wrote {out}")
 
 
 def _train(a):
     cfg = apply_overrides(profile(a.profile), a.overrides)
     run = train.train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device,
                 base_run=a.base_run)
-    print(f"run folder {run}")
+    log.info(f"run folder {run}")
 
 
 def _downscale(a):
     for path in downscale.run_downscale(a):
-        print(f"wrote {path}")
+        log.info(f"wrote {path}")
 
 
 def _evaluate(a):
     r = evaluate_run(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
                  overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, device=a.device)
     s = r["skill"]["scores"]
-    print(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, interpolation {s['interp']['rmse']:.3f} m, "
+    log.info(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, interpolation {s['interp']['rmse']:.3f} m, "
           f"CRPS {s['ensemble']['crps']:.3f} m over {len(r['days'])} days")
 
 
@@ -66,22 +72,26 @@ def _features(a):
                                    sic_kernel_km=a.sic_kernel_km, method=a.method)
     if a.run:
         features.check_run_features(a.run, ds, ds.attrs["product"])
-    print(f"wrote {features.write_features(ds, a.out, overwrite=a.overwrite)}")
+    log.info(f"wrote {features.write_features(ds, a.out, overwrite=a.overwrite)}")
 
 
 def _sweep(a):
     sweep.run_cli(a)
-    print(f"wrote {a.out}")
+    log.info(f"wrote {a.out}")
 
 
 def _notebooks(a):
     for path in execute(a.only, a.out, a.set, a.region, a.profile):
-        print(f"executed {path}")
+        log.info(f"executed {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sitsr`` command."""
     p = argparse.ArgumentParser(prog="sitsr", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"sitsr {__version__}")
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
+    level.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (progress bars stay)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="write synthetic neXtSIM-like moorings files")
@@ -100,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sic-kernel-km", type=float, default=24.0, help="box width for sic (km)")
     d.add_argument("--val", type=_window, action="append", default=[], help="validation window START:END (repeatable)")
     d.add_argument("--test", type=_window, action="append", default=[], help="test window START:END (repeatable)")
-    d.add_argument("--gap-days", type=int, default=3, help="days excluded around each val/test window")
+    d.add_argument("--gap-days", type=int, default=GAP_DAYS,
+                   help=f"days excluded around each val/test window (default {GAP_DAYS}: the fine-scale "
+                        "decorrelation time)")
     d.add_argument("--start", help="first day to use")
     d.add_argument("--end", help="last day to use")
     d.add_argument("--map", nargs="*", help="variable names in the files, e.g. sit=thickness sic=concentration")
@@ -160,9 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def configure_logging(level: int) -> None:
+    """Messages of the ``sitsr`` logger on stderr, one line each, at ``level`` and above."""
+    logger = logging.getLogger("sitsr")
+    logger.setLevel(level)
+    if not any(getattr(h, "sitsr", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.sitsr = True
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sitsr`` console script."""
     args = build_parser().parse_args(argv)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     return exit_status(f"sitsr {args.command}", lambda: args.func(args))
 
 

@@ -1,0 +1,7 @@
+"""``python -m sitsr_core``: the ``sitsr`` command (:func:`sitsr_core.cli.main`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
