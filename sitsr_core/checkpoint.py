@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +50,19 @@ def save_checkpoint(path, state: dict) -> None:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only``: no code runs)."""
     path = Path(path)
     if not path.exists():
         raise SitsrInputError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: tensors, numbers, strings and containers only, so that a run folder from
+        # someone else cannot run code when it is loaded (RNG states are saved as such values)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
+        what = f" ({found.group(1) or found.group(0)})" if found else ""
+        raise SitsrConfigError(f"{path}: refused: the checkpoint holds objects other than weights and plain "
+                               f"values{what}, which could run code when loaded") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error
         raise SitsrConfigError(f"{path}: cannot be read as a checkpoint ({exc.__class__.__name__}: {exc})") from None
 
@@ -82,12 +91,23 @@ def read_metrics(path) -> list[dict]:
     return rows
 
 
+def read_json(path) -> dict:
+    """A JSON object of a run folder; a file that is not one is a one-line user error."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SitsrConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise SitsrConfigError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
 def read_config(run_dir) -> Config:
     """The :class:`Config` saved in a run folder."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
-    return Config.from_dict(json.loads(path.read_text())).validate()
+    return Config.from_dict(read_json(path)).validate()
 
 
 def read_provenance(run_dir) -> dict:
@@ -95,7 +115,7 @@ def read_provenance(run_dir) -> dict:
     path = Path(run_dir) / PROVENANCE
     if not path.exists():
         raise SitsrConfigError(f"{path}: not found (a run trained before sitsr recorded provenance)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_norm_stats(run_dir) -> dict:
@@ -103,7 +123,7 @@ def read_norm_stats(run_dir) -> dict:
     path = Path(run_dir) / NORM_STATS
     if not path.exists():
         raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def features_of(cfg: Config, base_features: tuple[str, ...] = ()) -> tuple[str, ...]:
