@@ -25,7 +25,7 @@ from .checkpoint import NORM_STATS, PROVENANCE, read_config, read_norm_stats, re
 from .dataset import FINAL_TABLE, open_dataset, split_days
 from .downscale import downscale_dates, output_name
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
-from .io import atomic_output
+from .io import atomic_output, check_netcdf_file
 from .provenance import dataset_record, differences, provenance
 
 
@@ -73,7 +73,7 @@ def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str
         Another dataset (naming the fields that differ, file vs dataset), or none recorded.
     """
     for f in files:
-        with xr.open_dataset(f) as o:
+        with xr.open_dataset(check_netcdf_file(f)) as o:
             attrs, size = dict(o.attrs), o.sizes["member"]
         if attrs.get("config_hash") != cfg.hash():
             raise SitsrConfigError(f"{f}: made by another run (config hash {attrs.get('config_hash')}, "
@@ -139,7 +139,7 @@ def load_outputs(files: list[Path], ds: xr.Dataset) -> dict[str, np.ndarray]:
     """
     members, dates = [], []
     for f in files:
-        with xr.open_dataset(f) as out:
+        with xr.open_dataset(check_netcdf_file(f)) as out:
             if out.sizes["y"] != ds.sizes["y"] or out.sizes["x"] != ds.sizes["x"] or (
                     "x" in out and not np.allclose(out["x"].values, ds["x"].values)):
                 raise SitsrInputError(f"{f}: grid {dict(out.sizes)} differs from the dataset's")

@@ -198,7 +198,7 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
     """
     needed = tuple(run.data.features) if isinstance(run, Config) else run_features(run)
     if isinstance(available, (str, os.PathLike)):
-        with xr.open_dataset(available) as f:
+        with xr.open_dataset(io.check_netcdf_file(available)) as f:
             have = set(map(str, f.variables))
     elif isinstance(available, xr.Dataset):
         have = set(map(str, available.variables))
@@ -226,7 +226,7 @@ def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:
     lr_file = Path(lr_file)
     if not lr_file.exists():
         raise SitsrInputError(f"{lr_file}: LR features file not found")
-    with xr.open_dataset(lr_file) as f:
+    with xr.open_dataset(io.check_netcdf_file(lr_file)) as f:
         product = f.attrs.get("product") or str(lr_file)
         have = [v for v in FEATURES if v in f.variables]
     check_run_features(run_dir, have, product)

@@ -20,6 +20,7 @@ import socket
 import warnings
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -114,6 +115,65 @@ def remove_stale_temporaries(folder: str | os.PathLike, output: str | os.PathLik
         _remove(entry)
         stale.append(entry)
     return stale
+
+
+# ----------------------------------------------------------------------------- netCDF input files
+
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def check_netcdf_file(path: str | os.PathLike) -> Path:
+    """Check that ``path`` exists and is a complete netCDF-3 or netCDF-4/HDF5 file.
+
+    A netCDF-3 file that was cut short opens without error and reads the missing part as zeros or
+    fill values, so its size is compared with the bytes its variables need.
+
+    Raises
+    ------
+    SitsrDataError
+        Missing file, not netCDF, or truncated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SitsrDataError(f"{path}: no such file")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] in _NETCDF3_MAGIC:
+        kind = "netCDF-3"
+    elif head[:8] == _HDF5_MAGIC:
+        kind = "netCDF-4/HDF5"
+    else:
+        raise SitsrDataError(
+            f"{path}: not a netCDF file (first bytes {head[:8]!r}, size {size} bytes; "
+            "expected 'CDF' or the HDF5 signature)"
+        )
+    try:
+        with netCDF4.Dataset(path) as nc:
+            if kind == "netCDF-3":
+                need = sum(int(np.prod(v.shape, dtype=np.int64)) * v.dtype.itemsize for v in nc.variables.values())
+                if size < need:
+                    raise SitsrDataError(
+                        f"{path}: truncated netCDF-3 file: {size} bytes on disk but its variables need "
+                        f"at least {need} bytes (the missing part would read back as zeros)"
+                    )
+    except SitsrDataError:
+        raise
+    except Exception as exc:  # netCDF4 raises OSError / RuntimeError with C-library messages
+        raise SitsrDataError(f"{path}: cannot open as {kind} (truncated or corrupt?): {exc}") from exc
+    return path
+
+
+def open_netcdf(path: str | os.PathLike, group: str | None = None, **kwargs) -> xr.Dataset:
+    """Open (and load) a netCDF file or group with xarray, turning every failure into SitsrDataError."""
+    path = check_netcdf_file(path)
+    try:
+        with xr.open_dataset(path, group=group, engine="netcdf4", **kwargs) as ds:
+            return ds.load()
+    except Exception as exc:
+        where = f" (group /{group})" if group else ""
+        raise SitsrDataError(f"{path}{where}: cannot read with xarray (truncated or corrupt?): {exc}") from exc
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:

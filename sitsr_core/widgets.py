@@ -37,6 +37,7 @@ from .dataset import open_dataset
 from .downscale import parse_output_name
 from .errors import SitsrDataError, SitsrInputError
 from .grid import Grid, cartopy_crs, grid_from_xy
+from .io import check_netcdf_file
 from .plotting import setup_cartopy
 
 #: Views of the explorer: value -> (label, field kind for colour map and scale).
@@ -266,7 +267,7 @@ class Explorer:
 
     def _read_output(self, path: Path) -> dict:
         self.reads += 1
-        with xr.open_dataset(path) as f:
+        with xr.open_dataset(check_netcdf_file(path)) as f:
             missing = [v for v in ("sit_ai", "sit_ai_mean", "sit_ai_std", "sit_lr", "mask") if v not in f.variables]
             if missing:
                 raise SitsrDataError(f"{path}: not a sitsr ensemble output (missing {missing})")

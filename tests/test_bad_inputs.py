@@ -290,3 +290,46 @@ def test_evaluate_regression_run_of_another_dataset_without_provenance(capsys, t
 
 def test_notebooks_unknown_name(capsys, tmp_path):
     expect_error(capsys, "unknown notebook(s) ['99_nothing']", "notebooks", "--only", "99_nothing", "--out", tmp_path)
+
+
+# --- file arguments that are not what they claim (one validation for every command) ------------------
+def test_downscale_lr_file_not_netcdf(capsys, tmp_path, smoke_run):
+    (tmp_path / "lr.nc").write_text("this is not netCDF\n")
+    expect_error(capsys, "lr.nc: not a netCDF file", "downscale", "--run", smoke_run, "--lr-file", tmp_path / "lr.nc",
+                 "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+
+
+def test_features_product_not_netcdf(capsys, tmp_path):
+    (tmp_path / "product.nc").write_bytes(b"\x00\x01garbage" * 10)
+    expect_error(capsys, "product.nc: not a netCDF file", "features", "--product", tmp_path / "product.nc", "--out",
+                 tmp_path / "f.nc", absent=tmp_path / "f.nc")
+
+
+def test_downscale_run_config_not_json(capsys, tmp_path, tiny_dataset, smoke_run):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    (run / "config.json").write_text("{not json")
+    expect_error(capsys, "config.json: not valid JSON", "downscale", "--run", run, "--data", tiny_dataset, "--date",
+                 "2020-12-01", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+
+
+def test_downscale_checkpoint_that_would_run_code(capsys, tmp_path, tiny_dataset, smoke_run):
+    import torch
+    from test_trust import _Payload
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["payload"] = _Payload(tmp_path / "code-ran")
+    torch.save(state, run / "checkpoint.pt")
+    expect_error(capsys, "checkpoint.pt: refused", "downscale", "--run", run, "--data", tiny_dataset, "--date",
+                 "2020-12-01", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+    assert not (tmp_path / "code-ran").exists()
+
+
+def test_evaluate_output_file_not_netcdf(capsys, tmp_path, tiny_dataset, smoke_run):
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    (outs / "sit_hrai_20201211.nc").write_text("half a file")
+    expect_error(capsys, "sit_hrai_20201211.nc: not a netCDF file", *evaluate_args(smoke_run, tiny_dataset, tmp_path),
+                 absent=tmp_path / "m.json")
