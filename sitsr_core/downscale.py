@@ -19,8 +19,11 @@ The outermost layer of the inference code (``networks`` <- ``diffusion`` <- ``sa
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import re
+import shlex
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -30,13 +33,13 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import observe
+from . import __version__, observe
 from .checkpoint import LoadedRun, load_run
 from .dataset import open_dataset, split_days
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, exit_status
 from .filters import block_sum
 from .grid import grid_mapping_attrs
-from .io import atomic_output, remove_stale_temporaries
+from .io import atomic_output, open_netcdf, remove_stale_temporaries
 from .provenance import dataset_attrs, dataset_record, provenance
 from .sampling import SAMPLERS, generate
 
@@ -258,11 +261,10 @@ def read_context(data_path, date, lr_file, features=("sit_lr", "sic_lr", "diverg
     """
     names = tuple(dict.fromkeys(("sit_lr", "sic_lr") + tuple(features)))
     if lr_file is not None:
-        path = Path(lr_file)
-        if not path.exists():
-            raise SitsrInputError(f"{path}: LR features file not found")
-        ds = xr.open_dataset(path)
-        where = str(path)
+        if not Path(lr_file).exists():
+            raise SitsrInputError(f"{lr_file}: LR features file not found")
+        ds = open_netcdf(lr_file)  # one line for a file that is not (complete) netCDF
+        where = str(lr_file)
     else:
         ds = open_dataset(data_path)
         where = str(data_path)
@@ -392,15 +394,32 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
                                                                                           date)
         sit = conserve_members(sit, fields, mask, operator, observed, block=block, lr_block_means=lr_block_means)
     attrs = {
-        "run": str(Path(run_dir).resolve()),
+        **output_attrs(run_dir, lr_file if lr_file is not None else data_path),
         **provenance(cfg),
         "sampler": sampler, "steps": steps, "eta": float(eta), "seed": seed, "members": members,
         "conserve": int(bool(conserve)), "conserve_block": block,
         "objective": cfg.train.objective, "target": cfg.data.target,
-        "date": date or "", "source": str(lr_file if lr_file is not None else data_path),
+        "date": date or "",
         **({} if dataset is None else dataset_attrs(dataset)),
     }
     return write_ensemble(out_path, sit, fields, mask, coords, date, attrs, overwrite=overwrite)
+
+
+def output_attrs(run_dir, source) -> dict[str, str]:
+    """``institution``, ``source``, ``history`` and ``run`` of an output file, without absolute paths.
+
+    Folder and file names only: an output shared with a colleague does not carry the layout of the
+    machine it was made on. ``history`` is the CF time-stamped command line (arguments that are paths
+    reduced to their names).
+    """
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = " ".join(shlex.quote(Path(a).name if os.sep in a else a) for a in sys.argv[1:]) or "(library call)"
+    return {
+        "institution": "generated with sitsr (super-resolution of sea-ice thickness with diffusion models)",
+        "source": f"sitsr {__version__} diffusion ensemble; run {Path(run_dir).name}; LR input {Path(source).name}",
+        "history": f"{now}: sitsr {command}",
+        "run": Path(run_dir).name,
+    }
 
 
 def write_ensemble(out_path, sit, fields, mask, coords, date, attrs: dict, *, overwrite: bool = False) -> Path:
@@ -421,9 +440,12 @@ def write_ensemble(out_path, sit, fields, mask, coords, date, attrs: dict, *, ov
     data = {
         "sit_ai": (("member", "y", "x"), sit, dict(m_attrs, long_name="sea ice thickness, generated ensemble",
                                                    standard_name="sea_ice_thickness")),
-        "sit_ai_mean": (("y", "x"), sit.mean(axis=0), dict(m_attrs, long_name="ensemble mean of sit_ai")),
+        "sit_ai_mean": (("y", "x"), sit.mean(axis=0), dict(m_attrs, long_name="ensemble mean of sit_ai",
+                                                           standard_name="sea_ice_thickness",
+                                                           cell_methods="member: mean")),
         "sit_ai_std": (("y", "x"), sit.std(axis=0, ddof=1) if members > 1 else np.zeros((H, W), np.float32),
-                       dict(m_attrs, long_name="ensemble standard deviation of sit_ai (ddof=1)")),
+                       dict(m_attrs, long_name="ensemble standard deviation of sit_ai (ddof=1)",
+                            standard_name="sea_ice_thickness", cell_methods="member: standard_deviation")),
         "sit_lr": (("y", "x"), fields["sit_lr"], dict(m_attrs, long_name="low-resolution context thickness")),
         "mask": (("y", "x"), mask.astype(np.int8), dict(grid_attrs, long_name="ocean mask",
                                                          flag_values=np.array([0, 1], np.int8),
@@ -434,7 +456,8 @@ def write_ensemble(out_path, sit, fields, mask, coords, date, attrs: dict, *, ov
         data["sit_interp"] = (("y", "x"), fields["sit_interp"],
                               dict(m_attrs, long_name="interpolated 120 km block means (baseline)"))
     crd = {
-        "member": ("member", np.arange(members, dtype=np.int32), {"long_name": "ensemble member", "units": "1"}),
+        "member": ("member", np.arange(members, dtype=np.int32),
+                   {"long_name": "ensemble member", "standard_name": "realization", "units": "1"}),
         "x": ("x", np.asarray(x, dtype=np.float64), dict(standard_name="projection_x_coordinate", units="m")),
         "y": ("y", np.asarray(yc, dtype=np.float64), dict(standard_name="projection_y_coordinate", units="m")),
     }
@@ -469,6 +492,23 @@ def parse_output_name(name: str) -> pd.Timestamp | None:
     return None if m is None else pd.Timestamp(m.group(1))
 
 
+def rank_device(device: str | None, local_rank: str | None = None, cuda_available: bool | None = None) -> str:
+    """The device of this process: under torchrun (``LOCAL_RANK`` set) each rank samples on its own GPU.
+
+    ``None`` means cuda when available, else cpu; ``"cuda"`` becomes ``"cuda:LOCAL_RANK"`` (and is made the
+    current device), so N ranks on a node use N GPUs instead of all sharing GPU 0. An explicit index
+    (``cuda:1``) or ``cpu`` is kept.
+    """
+    local_rank = os.environ.get("LOCAL_RANK") if local_rank is None else local_rank
+    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    device = device or ("cuda" if cuda_available else "cpu")
+    if device == "cuda" and local_rank is not None:
+        device = f"cuda:{int(local_rank)}"
+    if device.startswith("cuda:") and cuda_available:
+        torch.cuda.set_device(torch.device(device))
+    return device
+
+
 def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = False, rank: int | None = None,
                     world_size: int | None = None, **kwargs) -> list[Path]:
     """Downscale many dates into ``out_dir/sit_hrai_YYYYMMDD.nc``, skipping completed dates.
@@ -498,6 +538,7 @@ def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = Fal
     """
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    kwargs["device"] = rank_device(kwargs.get("device"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
@@ -512,7 +553,8 @@ def downscale_dates(run_dir, data_path, dates, out_dir, *, overwrite: bool = Fal
 
 def add_arguments(ap) -> None:
     """Arguments of ``sitsr downscale`` and ``python -m sitsr_core.downscale``."""
-    ap.add_argument("--run", required=True, help="training run folder")
+    # --run-dir: under torchrun, whose own parser reads "--run" as an abbreviation of its --run-path
+    ap.add_argument("--run", "--run-dir", dest="run", required=True, help="training run folder")
     ap.add_argument("--data", help="dataset store (for dates inside the dataset)")
     ap.add_argument("--date", dest="dates", nargs="+", default=[], help="date(s) YYYY-MM-DD")
     ap.add_argument("--split", help="all dates of a dataset split (val or test) instead of --date")
@@ -552,11 +594,28 @@ def run_downscale(args) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``torchrun --nproc_per_node N -m sitsr_core.downscale --run R --data D --date ... --out O``."""
+    """``torchrun --nproc_per_node N -m sitsr_core.downscale --run-dir R --data D --date ... --out O``."""
     ap = argparse.ArgumentParser(prog="sitsr_core.downscale", description="downscale many dates, sharded over ranks")
     add_arguments(ap)
     args = ap.parse_args(argv)
-    return exit_status("sitsr_core.downscale", lambda: run_downscale(args))
+    return exit_status("sitsr_core.downscale", lambda: run_sharded(args))
+
+
+def run_sharded(args) -> list[Path]:
+    """:func:`run_downscale` on every rank of a torchrun job; returns when all ranks have written their dates.
+
+    Each rank takes its share of the dates (:func:`downscale_dates`); a gloo process group (CPU or GPU
+    ranks alike) only provides the final barrier, so that the job ends when the last date is on disk.
+    """
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return run_downscale(args)
+    torch.distributed.init_process_group("gloo")
+    try:
+        files = run_downscale(args)
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
+    return files
 
 
 if __name__ == "__main__":
