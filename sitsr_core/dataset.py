@@ -232,29 +232,29 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         arrays["sit_obs"] = np.empty((len(dates),) + observe.coarse_shape(grid.shape, g), dtype=np.float32)
     sums: dict[str, list[float]] = {}
     files = src.attrs.get("source_files", "moorings")
-    bar = tqdm(total=len(dates), desc="constitute", unit="day", disable=not progress)
-    for c0 in range(0, len(dates), CHUNK_DAYS):  # a chunk of days shares one regridding per product grid
-        idx = range(c0, min(c0 + CHUNK_DAYS, len(dates)))
-        checked = [io.check_day({v: src[v].isel(time=i).values for v in io.VARIABLES}, mask,
-                                f"{files} {dates[i].date()}") for i in idx]
-        obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in io.VARIABLES}, mask, operator,
-                                   grid, dates[c0:idx.stop])
-        for j, i in enumerate(idx):
-            fields = {v: np.where(mask, checked[j][v], np.nan).astype(np.float32) for v in ("sit", "sic")}
-            fields.update({k: a[j] for k, a in obs.items()})
-            for n in arrays:
-                arrays[n][i] = fields[n]
-            if labels[i] == "train":
-                fields["anomaly"] = fields["sit"] - fields["sit_lr"]
-                for n in ("sit",) + LR_FEATURES + ("anomaly",):
-                    v = fields[n][mask]
-                    v = v[np.isfinite(v)].astype(np.float64)
-                    acc = sums.setdefault(n, [0.0, 0.0, 0.0])
-                    acc[0] += v.size
-                    acc[1] += v.sum()
-                    acc[2] += (v**2).sum()
-        bar.update(len(idx))
-    bar.close()
+    # closed on error too, so that a user error is the last line printed
+    with tqdm(total=len(dates), desc="constitute", unit="day", disable=not progress) as bar:
+        for c0 in range(0, len(dates), CHUNK_DAYS):  # a chunk of days shares one regridding per product grid
+            idx = range(c0, min(c0 + CHUNK_DAYS, len(dates)))
+            checked = [io.check_day({v: src[v].isel(time=i).values for v in io.VARIABLES}, mask,
+                                    f"{files} {dates[i].date()}") for i in idx]
+            obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in io.VARIABLES}, mask, operator,
+                                       grid, dates[c0:idx.stop])
+            for j, i in enumerate(idx):
+                fields = {v: np.where(mask, checked[j][v], np.nan).astype(np.float32) for v in ("sit", "sic")}
+                fields.update({k: a[j] for k, a in obs.items()})
+                for n in arrays:
+                    arrays[n][i] = fields[n]
+                if labels[i] == "train":
+                    fields["anomaly"] = fields["sit"] - fields["sit_lr"]
+                    for n in ("sit",) + LR_FEATURES + ("anomaly",):
+                        v = fields[n][mask]
+                        v = v[np.isfinite(v)].astype(np.float64)
+                        acc = sums.setdefault(n, [0.0, 0.0, 0.0])
+                        acc[0] += v.size
+                        acc[1] += v.sum()
+                        acc[2] += (v**2).sum()
+            bar.update(len(idx))
 
     attrs_lr = {
         "sit": {"long_name": "sea ice effective thickness, 4 km (target)", "units": "m"},

@@ -22,7 +22,7 @@ def test_version_has_one_source(capsys):
     assert capsys.readouterr().out.strip() == f"sitsr {sitsr_core.__version__}"
     pyproject = (ROOT / "pyproject.toml").read_text()  # (tomllib is 3.11+; the project supports 3.10)
     assert 'dynamic = ["version"]' in pyproject and 'version = {attr = "sitsr_core.__version__"}' in pyproject
-    assert not [line for line in pyproject.splitlines() if line.startswith("version =")]
+    assert not [line for line in pyproject.splitlines() if line.startswith("version = \"")]
 
 
 def test_python_dash_m_is_the_command():
