@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .errors import SitsrInputError
+from .errors import SitsrConfigError, SitsrInputError
 from .filters import block_average, box_filter
 from .grid import FULL_SHAPE, RESOLUTION_M, Grid
 
@@ -288,8 +288,6 @@ class SynthConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            from .errors import SitsrConfigError
-
             raise SitsrConfigError(f"unknown SynthConfig parameter(s): {', '.join(unknown)}")
         return cls(**d)
 

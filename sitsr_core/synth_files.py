@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io
+from . import io, synth
 from .errors import SitsrInputError
 from .grid import get_grid
 
@@ -40,8 +40,6 @@ def write_synthetic_moorings(out_dir: str | os.PathLike, region: str = "central"
     -------
     list of Path, the files written.
     """
-    from . import synth
-
     dates = pd.date_range(start, end, freq="D")
     if len(dates) == 0:
         raise SitsrInputError(f"--start {start} is after --end {end}")

@@ -24,8 +24,6 @@ CONSUMERS = ("train", "evaluate", "features", "sweep", "widgets", "cli")
 #: to the top of its file; an entry that no longer matches fails the test so the list cannot go stale).
 KNOWN_LOCAL_IMPORTS = {
     ("sitsr_core.baselines", "sitsr_core.dataset"),
-    ("sitsr_core.synth", "sitsr_core.errors"),
-    ("sitsr_core.synth_files", "sitsr_core.synth"),
 }
 
 
