@@ -46,9 +46,8 @@ Everything is defined in absolute projection coordinates (km) and absolute time
 Fine scales (issue 14 item 7): coarsened to 12 km, the anomaly ``sit - box120(sit)``
 over ice (:func:`fine_scale_stats`) has an sd of 0.2-0.35 m and a Pearson kurtosis
 above 10 on the central window in every winter month (real neXtSIM winters: 0.2-0.35 m,
-> 10): the variance sits on the leads and ridges. ``SynthConfig`` with the pre-issue-14
-values (``anomaly_meso_min_km=0``, ``ridge_build_days=1e9``, ``lead_h_cap_m=0`` and the
-old defaults) reproduces the earlier generator bit for bit (sd ~0.5 m, kurtosis ~6).
+> 10): the variance sits on the leads and ridges. ``SynthConfig(**LEGACY_FINE_SCALES)``
+reproduces the earlier generator bit for bit (sd ~0.5 m, kurtosis ~6).
 
 Cost (2 shared CPU cores): about 1-1.5 s per day for the full 1086 x 1308 grid and
 0.1-0.2 s of CPU for the 384 x 384 "central" window, plus one-off costs per process: ~0.5 s
@@ -70,7 +69,7 @@ from .errors import SitsrConfigError, SitsrInputError
 from .filters import block_average, box_filter
 from .grid import FULL_SHAPE, RESOLUTION_M, Grid
 
-__all__ = ["SynthConfig", "synth_day", "winter_dates", "drift_velocity", "fine_scale_stats"]
+__all__ = ["SynthConfig", "synth_day", "winter_dates", "drift_velocity", "fine_scale_stats", "monthly_fine_scale_stats"]
 
 _DX_KM = RESOLUTION_M / 1000.0
 #: Column/row of the projection origin (pole) in full-grid index space.
@@ -293,6 +292,18 @@ class SynthConfig:
 
 
 _DEFAULT = SynthConfig()
+
+
+#: Parameters of the generator before issue 14 item 7 (Gaussian-like fine scales, sd ~0.5 m at 12 km):
+#: ``SynthConfig(**LEGACY_FINE_SCALES)`` reproduces it bit for bit, e.g. to show the change in the book.
+LEGACY_FINE_SCALES = dict(
+    anomaly_meso_sigma=0.35, anomaly_slope=-2.5, anomaly_meso_km=300.0, anomaly_meso_min_km=0.0,
+    lkf_births_per_day=15.0, lkf_memory_days=10.0, lead_fraction=0.65, lead_width_probs=(0.3, 0.3, 0.4),
+    ridge_width_probs=(0.5, 0.5, 0.0), lead_divergence=0.05, ridge_convergence=0.04,
+    lkf_imprint_intensity=(0.9, 1.5), lead_fade_days=6.0, lead_core=2.8, lead_growth_m_per_sqrt_day=0.07,
+    ridge_gain=0.45, ridge_h_cap_m=2.0, ridge_build_days=1e9, lead_h_cap_m=0.0, background_divergence=0.003,
+    background_shear=0.004,
+)
 
 
 # ----------------------------------------------------------------------------- time
@@ -954,3 +965,38 @@ def fine_scale_stats(sit: np.ndarray, mask: np.ndarray, kernel_km: float = 120.0
     top = sq[: max(sq.size // 10, 1)].sum() / sq.sum()
     return dict(sd=float(np.sqrt(var)), kurtosis=float(np.mean(sq**2) / var**2), top_decile_share=float(top),
                 n=int(a.size))
+
+
+def monthly_fine_scale_stats(grid: Grid, start, end, seed: int = 0, cfg: SynthConfig = _DEFAULT,
+                             step_days: int = 1) -> pd.DataFrame:
+    """:func:`fine_scale_stats` of the generated ``sit`` over ice (``sic > 0.15``, ocean), per day and month.
+
+    Parameters
+    ----------
+    grid : Grid
+        Window (e.g. ``get_grid("central")``).
+    start, end : datetime-like
+        First and last day (inclusive).
+    seed, cfg
+        Generator seed and parameters.
+    step_days : int
+        Spacing of the days evaluated.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per month (``YYYY-MM``): ``days`` and the mean, min and max over its days of
+        ``sd`` (m), ``kurtosis`` (Pearson) and ``top_decile_share``.
+    """
+    ocean = ~grid.land_mask()
+    rows = []
+    for day in pd.date_range(start, end, freq=f"{int(step_days)}D"):
+        fields = synth_day(grid, day, seed=seed, cfg=cfg)
+        day_stats = fine_scale_stats(fields["sit"], (fields["sic"] > 0.15) & ocean)
+        rows.append(dict(month=day.strftime("%Y-%m"), sd=day_stats["sd"], kurtosis=day_stats["kurtosis"],
+                         top_decile_share=day_stats["top_decile_share"]))
+    per_day = pd.DataFrame(rows)
+    table = per_day.groupby("month")[["sd", "kurtosis", "top_decile_share"]].agg(["mean", "min", "max"])
+    table.columns = [f"{name}_{how}" for name, how in table.columns]
+    table.insert(0, "days", per_day.groupby("month").size())
+    return table

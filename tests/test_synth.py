@@ -306,3 +306,25 @@ def test_fine_scales_like_nextsim(central_days, central):
         assert 0.2 <= s["sd"] <= 0.35, (d, s)
         assert s["kurtosis"] > 10, (d, s)
         assert s["top_decile_share"] > 0.7, (d, s)
+
+
+def test_legacy_fine_scales_miss_the_band(central):
+    """The generator before issue 14 (reproduced by LEGACY_FINE_SCALES) fails the band above: too strong, too Gaussian."""
+    land = central.land_mask()
+    a = synth_day(central, "2021-01-15", cfg=SynthConfig(**synth.LEGACY_FINE_SCALES))
+    s = synth.fine_scale_stats(a["sit"], (a["sic"] > 0.15) & ~land)
+    assert s["sd"] > 0.45 and s["kurtosis"] < 8, s  # issue 14: sd 0.52 m, kurtosis 6.4 in January
+
+
+def test_monthly_fine_scale_stats_groups_days():
+    g = get_grid("small")
+    land = g.land_mask()
+    table = synth.monthly_fine_scale_stats(g, "2021-01-30", "2021-02-03", step_days=2)
+    assert list(table.index) == ["2021-01", "2021-02"] and list(table["days"]) == [1, 2]
+    direct = []
+    for d in ("2021-02-01", "2021-02-03"):
+        a = synth_day(g, d)
+        direct.append(synth.fine_scale_stats(a["sit"], (a["sic"] > 0.15) & ~land))
+    feb = table.loc["2021-02"]
+    assert feb["sd_mean"] == pytest.approx(np.mean([s["sd"] for s in direct]))
+    assert feb["kurtosis_max"] == pytest.approx(max(s["kurtosis"] for s in direct))
