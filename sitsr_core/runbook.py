@@ -70,6 +70,10 @@ def execute(names: list[str] | None, out_dir: str | os.PathLike, param_set: str 
     """
     import papermill  # heavy (nbclient, jupyter_client): only when notebooks are executed
 
+    if not (NOTEBOOK_DIR / "parameters.yml").is_file():
+        raise SitsrInputError(f"sitsr notebooks runs the notebooks of a checkout of the project ({NOTEBOOK_DIR} "
+                              "is missing: sitsr_core is installed without them); run it from a git clone, "
+                              "where notebooks/ sits beside sitsr_core/")
     available = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     names = names or available
     unknown = [n for n in names if n not in available]

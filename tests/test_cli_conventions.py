@@ -41,3 +41,14 @@ def test_log_level_flags(tmp_path, capsys, flag, shown):
     assert ("wrote 1 moorings files" in err) is shown, err
     level = logging.getLogger("sitsr").level
     assert level == {(): logging.INFO, ("--quiet",): logging.WARNING, ("-v",): logging.DEBUG}[tuple(flag)]
+
+
+def test_notebooks_outside_a_checkout_say_so(tmp_path, capsys, monkeypatch):
+    """Installed without its notebooks/ folder, ``sitsr notebooks`` says it needs a checkout (one line, exit 2)."""
+    from sitsr_core import runbook
+
+    monkeypatch.setattr(runbook, "NOTEBOOK_DIR", tmp_path / "site-packages" / "notebooks")
+    assert main(["notebooks", "--set", "smoke", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a checkout of the project" in err, err
+    assert "run it from a git clone" in err and not (tmp_path / "out").exists()
