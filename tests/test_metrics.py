@@ -427,3 +427,13 @@ def test_skill_table_per_day_scores_and_intervals_over_days():
     assert one["ci95"]["ensemble"]["rmse"][1] > one["ci95"]["base"]["rmse"][0]
     assert one["paired"]["base"]["crps"]["diff"] == pytest.approx(
         one["scores"]["ensemble"]["crps"] - one["scores"]["base"]["mae"])
+
+
+def test_rank_flatness_of_exchangeable_ensembles_has_expectation_one():
+    # chi-square / dof of a multinomial with equal probabilities: expectation 1, for any ensemble size
+    values = [metrics.rank_flatness(metrics.rank_histogram(*consistent_ensemble(m=9, n=3000, seed=s)))
+              for s in range(40)]
+    assert np.mean(values) == pytest.approx(1.0, abs=0.2)
+    over = [metrics.rank_flatness(metrics.rank_histogram(*consistent_ensemble(m=9, n=3000, seed=s, member_scale=1.5)))
+            for s in range(5)]
+    assert min(over) > 5  # over-dispersed members: a dome, far from flat
