@@ -29,10 +29,12 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
         with xr.open_dataset(f) as o:
             truth = ds["sit"].sel(time=f.stem[-8:]).values
             err.append((o["sit_ai"].mean("member").values - truth)[mask])
-    assert r["skill"]["scores"]["ensemble"]["rmse"] == pytest.approx(float(np.sqrt(np.mean(np.concatenate(err) ** 2))), rel=1e-5)
+    pooled = float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
+    assert r["skill"]["scores"]["ensemble"]["rmse"] == pytest.approx(pooled, rel=1e-5)
     interp = ds["sit_interp"].sel(time=["2020-12-11", "2020-12-12", "2020-12-13"]).values
     truth = ds["sit"].sel(time=["2020-12-11", "2020-12-12", "2020-12-13"]).values
-    assert r["skill"]["scores"]["interp"]["rmse"] == pytest.approx(metrics.rmse(interp, truth, np.broadcast_to(mask, truth.shape)), rel=1e-6)
+    assert r["skill"]["scores"]["interp"]["rmse"] == pytest.approx(
+        metrics.rmse(interp, truth, np.broadcast_to(mask, truth.shape)), rel=1e-6)
     assert set(r["bands"]) == {"large", "medium", "fine", "finest"}
     assert len(r["rank_histogram"]["counts"]) == 4
     assert r["provenance"]["split"] == "test" and r["heat_flux"]["truth"]["flux"] > 0
@@ -60,10 +62,12 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
     assert r["skill"]["scores"]["deconvolution"]["rmse"] == pytest.approx(
         metrics.rmse(deconv, truth, np.broadcast_to(mask, truth.shape)), rel=1e-5)
     mtimes = [f.stat().st_mtime_ns for f in files]
-    evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs", progress=False)
+    evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=3, steps=3, outputs=tmp_path / "outs",
+                          progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # completed dates are not regenerated
     with pytest.raises(SitsrInputError, match="holds 3 members, not 2"):
-        evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs", progress=False)
+        evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=3, outputs=tmp_path / "outs",
+                              progress=False)
     assert mtimes == [f.stat().st_mtime_ns for f in files]  # refused before touching anything
 
 
@@ -107,7 +111,8 @@ def test_cli_train_downscale_evaluate(tiny_dataset, tmp_path):
                           str(tiny_dataset), "--date", "2020-12-01", "--out", str(tmp_path / "one.nc")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "exists" in bad.stderr
-    sitsr("downscale", "--run", run, "--data", tiny_dataset, "--split", "val", "--out", tmp_path / "val", "--no-progress")
+    sitsr("downscale", "--run", run, "--data", tiny_dataset, "--split", "val", "--out", tmp_path / "val",
+          "--no-progress")
     assert len(list((tmp_path / "val").glob("sit_hrai_*.nc"))) == 2
 
 
