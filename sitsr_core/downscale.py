@@ -557,7 +557,8 @@ def add_arguments(ap) -> None:
     ap.add_argument("--run", "--run-dir", dest="run", required=True, help="training run folder")
     ap.add_argument("--data", help="dataset store (for dates inside the dataset)")
     ap.add_argument("--date", dest="dates", nargs="+", default=[], help="date(s) YYYY-MM-DD")
-    ap.add_argument("--split", help="all dates of a dataset split (val or test) instead of --date")
+    ap.add_argument("--split", help="all dates of a dataset split instead of --date: val (the test split is "
+                                    "read only by sitsr evaluate, for the final table)")
     ap.add_argument("--lr-file", help="LR features netCDF (sit_lr, sic_lr, divergence_lr, shear_lr, mask)")
     ap.add_argument("--out", help="output file (one date) or folder (sit_hrai_YYYYMMDD.nc per date)")
     ap.add_argument("--members", type=int, help="ensemble size (default: the run's sample.members)")
