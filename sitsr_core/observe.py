@@ -504,32 +504,31 @@ def conserve_observed(fields: np.ndarray, W: sp.csr_matrix, c: np.ndarray, sigma
     a = np.asarray(fields, dtype=np.float64)
     flat = a.reshape((-1,) + mask.shape)
     WWt = (W @ W.T).tocsc()
-    eye = sp.identity(WWt.shape[0], format="csc")
-    scale = WWt.diagonal().mean()
-    exact = splu(WWt) if sigma == 0 else None
+    if sigma == 0:
+        exact = splu(WWt)
+    else:  # one eigendecomposition serves every field and every lam
+        d, Q = np.linalg.eigh(WWt.toarray())
+        d = np.clip(d, 0.0, None)
     out = np.empty_like(flat)
     for i, x in enumerate(flat):
         y = np.where(mask, np.clip(np.nan_to_num(x), 0.0, None), 0.0).ravel()
         r = c - W @ y
-        if exact is not None:  # alternate projections: onto W x = c, then onto x >= 0
+        if sigma == 0:  # alternate projections: onto W x = c, then onto x >= 0
             for _ in range(max_iter):
                 y = np.clip(y + W.T @ exact.solve(r), 0.0, None)
                 r = c - W @ y
                 if np.abs(r).max() <= tol:
                     break
         elif np.sqrt(np.mean(r**2)) > sigma:
-            lo, hi = -6.0, 6.0  # log10 of lam / mean(diag W W^T)
-            for _ in range(30):
+            rh = Q.T @ r
+            lo, hi = -12.0, 6.0  # log10 lam; the misfit after, rms(lam / (d + lam) rh), grows with lam
+            for _ in range(60):
                 mid = (lo + hi) / 2
-                z = splu(WWt + 10**mid * scale * eye).solve(r)
-                if np.sqrt(np.mean((10**mid * scale * z) ** 2)) > sigma:  # misfit after: lam (WW^T + lam)^-1 r
+                if np.sqrt(np.mean((10**mid / (d + 10**mid) * rh) ** 2)) > sigma:
                     hi = mid
                 else:
                     lo = mid
-                if hi - lo < 0.02:
-                    break
-            z = splu(WWt + 10**lo * scale * eye).solve(r)
-            y = np.clip(y + W.T @ z, 0.0, None)
+            y = np.clip(y + W.T @ (Q @ (rh / (d + 10**lo))), 0.0, None)
         out[i] = np.where(mask, y.reshape(mask.shape), np.nan)
     return out.reshape(a.shape).astype(np.float32)
 
