@@ -225,6 +225,31 @@ def test_performance_page_skips_missing_sections(tmp_path):
     assert not (book / "_generated").exists()
 
 
+def test_performance_page_prose_and_layout_come_from_the_template(tmp_path, monkeypatch):
+    book = _book_skeleton(tmp_path)
+    cpu = _cpu_run()
+    cpu["scaling"]["tiling"] = {"tile": 128, "overlap": 0, "tile_batch": None}  # a zero is known, a null is not
+    results = _results(tmp_path, {"cpu.json": cpu})
+    booktools.write_performance_page(book, results)
+    page = (book / "performance.md").read_text()
+    # a phrase whose field is missing (train has no "step") is dropped with its separator
+    assert "\nBatch 4 × 64² per step; 3 warm-up + 5 timed steps; parameters: `sitsr` 3.91 M, `diffusers` 3.96 M.\n" \
+        in page
+    assert "\nThe sitsr sampler (`bf16_cl`, tiles 128², overlap 0) against the domain and ensemble size.\n" in page
+    assert "\n\n\n" not in page and page.endswith("|\n")
+    template = tmp_path / "page.md.tmpl"
+    text = booktools.PAGE_TEMPLATE.read_text(encoding="utf-8")
+    template.write_text(text.replace("### Training\n", "### Training throughput\n")
+                        .replace("Domain $size", "A grid of $size").replace("| stage (one day) |", "| stage |"))
+    monkeypatch.setattr(booktools, "PAGE_TEMPLATE", template)
+    booktools.write_performance_page(book, results)
+    edited = (book / "performance.md").read_text()
+    assert "\n### Training throughput\n" in edited and "\n### Training\n" not in edited
+    assert "\nA grid of 256×256, 4 members × 20 DDIM steps (eta 0), 2 timed repeats.\n" in edited
+    assert "\n| stage | seconds (median ± std) |\n|---|---|\n| synthetic day (`synth_day`) | 0.830 ± 0.053 |\n" \
+        in edited
+
+
 @pytest.mark.parametrize("text", ["[1, 2]", "{not json"])
 def test_performance_page_rejects_malformed_results(tmp_path, text):
     book = _book_skeleton(tmp_path)

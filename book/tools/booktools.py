@@ -4,7 +4,8 @@ Not part of the ``sitsr_core`` library. ``_toc.yml`` (a glob over ``notebooks/``
 are static sources; two things are prepared just before ``jupyter-book build`` (see ``book/book.mk``):
 
 - the executed notebooks copied into ``book/notebooks/`` (links to notebooks not executed are dropped);
-- ``performance.md`` from the benchmark results ``benchmarks/results/*.json``.
+- ``performance.md`` from the benchmark results ``benchmarks/results/*.json``: its prose and layout are the
+  template ``book/tools/performance.md.tmpl``, filled with table rows, values and a figure.
 
 Command line (from the repository root)::
 
@@ -24,6 +25,7 @@ import shutil
 import sys
 import tarfile
 from pathlib import Path
+from string import Template
 
 from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 from matplotlib.ticker import NullFormatter
@@ -101,21 +103,13 @@ def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike)
     return copied
 
 
+#: The performance page's prose and layout: ``string.Template`` blocks, each after a line ``@@ name``.
+PAGE_TEMPLATE = Path(__file__).with_name("performance.md.tmpl")
 #: Display order of the benchmarked models (others follow in file order).
 _MODELS = ("sitsr", "sitsr_compile", "diffusers")
 #: Labels of the data-stage timings (``benchmarks/data.py``).
 _DATA_STAGES = {"synth_day_s": "synthetic day (`synth_day`)", "constitute_day_s": "dataset day (`constitute_day`)",
                 "box_filter_s": "box filter (`box_filter`)"}
-#: The paragraph opening the performance page.
-_PAGE_INTRO = (
-    "{n} benchmark run{s} of `python -m benchmarks.run`, one section per file of `{source}` (method and sizes: "
-    "`benchmarks/README.md`). The sitsr network is compared with a diffusers `UNet2DModel` of the same size; a "
-    "speed-up (*vs diffusers*) is sitsr's throughput over the baseline's, higher is better. Times are medians of "
-    "interleaved repeats with the interquartile range (IQR) in brackets. Peak memory is the peak RSS of a fresh "
-    "process on a CPU and `torch.cuda.max_memory_allocated` on a GPU, followed by its growth over the memory held "
-    "before the measured call. `bf16_cl`: bf16 autocast with channels_last tensors; `sitsr_compile`: sitsr "
-    "through `torch.compile` (the baseline runs eagerly)."
-)
 #: A ``summary`` speed-up key: section and precision (``sample_full_bf16_cl``).
 _SUMMARY_RATIO = re.compile(r"(train|sample_full|sample)_(.+)")
 #: Characters that Markdown (with MyST's dollarmath) would read as markup.
@@ -154,6 +148,24 @@ def read_benchmarks(results_dir: str | os.PathLike) -> dict[str, dict]:
     return runs
 
 
+def _templates() -> dict[str, Template]:
+    """The blocks of :data:`PAGE_TEMPLATE` by name (the text before the first block is its description)."""
+    parts = re.split(r"^@@ (\w+)\n", PAGE_TEMPLATE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return {name: Template(body.strip("\n")) for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def _facts(block: Template, sep: str = ", ", **fields) -> str:
+    """The phrases (lines) of a ``*_facts`` block whose fields are all known (not ``None`` or empty), joined."""
+    known = {k: v for k, v in fields.items() if not (v is None or v is False or v == "")}
+    phrases = []
+    for line in block.template.splitlines():
+        try:
+            phrases.append(Template(line).substitute(known))
+        except KeyError:
+            continue  # a field of this phrase is unknown
+    return sep.join(phrases)
+
+
 def _md(value) -> str:
     """A value as Markdown text (one line, markup characters escaped); ``None`` is empty."""
     return "" if value is None else _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
@@ -184,17 +196,19 @@ def _spread(median, low, high, digits: int = 4) -> str:
     return f"{text} ({_num(low, digits)}–{_num(high, digits)})" if _is_number(low) and _is_number(high) else text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a Markdown table (nothing when there are no rows), followed by a blank line."""
-    if not rows:
-        return []
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+def _plural(n, word: str) -> str | None:
+    """``n word`` with an ``s`` unless ``n`` is 1; ``None`` without ``n``."""
+    return f"{n} {word}{'s' * (n != 1)}" if n else None
 
 
 def _side(size) -> str:
     """A domain size ``[H, W]`` as ``H×W``."""
     return "×".join(str(s) for s in size) if isinstance(size, list) and size else "–"
+
+
+def _rows(rows: list[list[str]]) -> str:
+    """The rows of a Markdown table (its header is in the template)."""
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def _run_title(name: str, result: dict) -> str:
@@ -209,37 +223,24 @@ def _run_title(name: str, result: dict) -> str:
     return f"{_md(device)} ({_md(name)})"
 
 
-def _environment_line(result: dict) -> str:
-    """One line: device, host, versions, commit, threads, allocator, load and start time of a run."""
+def _environment(t: dict[str, Template], result: dict) -> str:
+    """Device, host, versions, commit, threads, allocator, load and start time of a run, joined by dots."""
     env = result.get("environment") or {}
-    parts = []
-    if env.get("cuda"):
-        tf32 = {True: ", cuDNN TF32 on", False: ", cuDNN TF32 off"}.get(env.get("cudnn_allow_tf32"), "")
-        version = f"CUDA {_md(env['cuda_version'])}" if env.get("cuda_version") else ""
-        details = (version + tf32).removeprefix(", ")
-        parts.append(_md(env["cuda"]) + (f" ({details})" if details else ""))
-    host = ", ".join(p for p in (_md(env.get("cpu_model")), f"{env['cpus']} cores" if env.get("cpus") else "",
-                                 f"{env['mem_total_gb']} GB" if env.get("mem_total_gb") else "") if p)
-    if host:
-        parts.append(("host " if env.get("cuda") else "") + host)
-    parts += [f"{label} {_md(env[key])}" for key, label in (("torch", "torch"), ("diffusers", "diffusers"))
-              if env.get(key)]
-    if env.get("commit"):
-        dirty = {True: " (uncommitted changes)", False: " (clean)"}.get(env.get("dirty"), "")
-        parts.append(f"commit {_code(env['commit'])}{dirty}")
-    if env.get("torch_threads"):
-        n = env["torch_threads"]
-        parts.append(f"{n} torch thread{'s' * (n != 1)}")
-    if env.get("allocator"):
-        parts.append(f"{_md(env['allocator'])} allocator")
+    gpu = ", ".join(p for p in (env.get("cuda_version") and f"CUDA {_md(env['cuda_version'])}",
+                                {True: "cuDNN TF32 on", False: "cuDNN TF32 off"}.get(env.get("cudnn_allow_tf32"))) if p)
+    host = ", ".join(p for p in (_md(env.get("cpu_model")), _plural(env.get("cpus"), "core"),
+                                 env.get("mem_total_gb") and f"{env['mem_total_gb']} GB") if p)
+    dirty = {True: " (uncommitted changes)", False: " (clean)"}.get(env.get("dirty"), "")
     load = env.get("loadavg_start")
-    if isinstance(load, list) and load and _is_number(load[0]):
-        parts.append(f"load {load[0]:.1f} at start")
-    if env.get("started"):
-        parts.append("started " + _md(str(env["started"]).replace("T", " ")))
-    if result.get("sizes"):
-        parts.append(f"sizes {_code(result['sizes'])}")
-    return "**Environment:** " + (" · ".join(parts) or "not recorded") + "."
+    return _facts(t["environment_facts"], " · ",
+                  gpu=env.get("cuda") and _md(env["cuda"]) + (f" ({gpu})" if gpu else ""),
+                  host=host and ("host " if env.get("cuda") else "") + host,
+                  torch=_md(env.get("torch")), diffusers=_md(env.get("diffusers")),
+                  commit=env.get("commit") and _code(env["commit"]) + dirty,
+                  threads=_plural(env.get("torch_threads"), "torch thread"), allocator=_md(env.get("allocator")),
+                  load=f"{load[0]:.1f}" if isinstance(load, list) and load and _is_number(load[0]) else None,
+                  started=_md(str(env.get("started") or "").replace("T", " ")),
+                  sizes=result.get("sizes") and _code(result["sizes"])) or "not recorded"
 
 
 def _bound(op: str, target, unit: str) -> str:
@@ -273,63 +274,27 @@ def _headline_row(key: str, item: dict, full: dict) -> list[str] | None:
     return None
 
 
-def _headline(summary: dict, full: dict) -> list[str]:
+def _headline(t: dict[str, Template], summary: dict, full: dict) -> str:
     """The ``summary`` entries against their targets: speed-ups sitsr / diffusers, full-grid time and memory."""
     rows = [_headline_row(key, item, full) for key, item in summary.items()
             if isinstance(item, dict) and key != "targets"]
-    table = _table(["measure", "value", "target", ""], [r for r in rows if r])
-    return ["### Headline", "", *table] if table else []
-
-
-def _cases(section: dict) -> list[tuple[str, dict, str, dict]]:
-    """A section's timed cases as ``(precision, cases, model, case)``, models ordered as ``_MODELS`` first."""
-    found = []
-    for prec, cases in (section.get("cases") or {}).items():
-        if isinstance(cases, dict):
-            models = sorted(cases, key=lambda m: _MODELS.index(m) if m in _MODELS else len(_MODELS))
-            found += [(prec, cases, m, cases[m]) for m in models if isinstance(cases[m], dict)]
-    return found
+    rows = [r for r in rows if r]
+    return t["headline"].substitute(rows=_rows(rows)) if rows else ""
 
 
 def _peak(case: dict) -> str:
     """Peak memory of a case (MB; CUDA allocated or CPU RSS) and its growth over the baseline."""
     mem = case.get("memory") or {}
-    peak = mem.get("peak_allocated_mb", mem.get("peak_rss_mb"))
-    text = _num(peak, 3) if _is_number(peak) else "–"
+    text = _num(mem.get("peak_allocated_mb", mem.get("peak_rss_mb")), 3)
     return text + (f" (+{_num(mem['peak_delta_mb'], 3)})" if _is_number(mem.get("peak_delta_mb")) else "")
 
 
-def _speedup(cases: dict, model: str, rate: str) -> str:
-    """Throughput of ``model`` over the diffusers baseline's (``rate``: the per-second key); empty without it."""
-    if model == "diffusers":
-        return "baseline"
-    base, mine = (cases.get("diffusers") or {}).get(rate), cases[model].get(rate)
-    return f"{mine / base:.2f}×" if _is_number(base) and base and _is_number(mine) else ""
-
-
-def _training(section: dict, memory: str) -> list[str]:
-    """Training throughput (samples/s, median and interquartile range), peak memory and speed-up."""
-    rows = []
-    for prec, cases, model, c in _cases(section):
-        rate, med, q25, q75 = (c.get(k) for k in ("samples_per_s", "median_s", "q25_s", "q75_s"))
-        batch = rate * med if _is_number(rate) and _is_number(med) else None  # samples per step
-        low, high = (batch / q75, batch / q25) if batch and _is_number(q25) and _is_number(q75) and q25 else (None,) * 2
-        rows.append([_code(prec), _code(model), _spread(rate, low, high), _peak(c),
-                     _speedup(cases, model, "samples_per_s")])
-    table = _table(["precision", "model", "samples/s (IQR)", memory, "vs diffusers"], rows)
-    if not table:
-        return []
-    setup = []
-    if section.get("batch") and section.get("patch"):
-        setup.append(f"Batch {section['batch']} × {section['patch']}² per step")
-    if section.get("step"):
-        setup.append(_md(section["step"]))
-    if section.get("repeats"):
-        setup.append(f"{section.get('warmup', 0)} warm-up + {section['repeats']} timed steps")
-    params = {m: p for m, p in (section.get("params") or {}).items() if _is_number(p)}
-    if params:
-        setup.append("parameters: " + ", ".join(f"{_code(m)} {p / 1e6:.2f} M" for m, p in params.items()))
-    return ["### Training", "", *(["; ".join(setup) + ".", ""] if setup else []), *table]
+def _samples_per_s(case: dict) -> str:
+    """Training samples/s with the range ``batch / q75 – batch / q25`` of the step times."""
+    rate, med, q25, q75 = (case.get(k) for k in ("samples_per_s", "median_s", "q25_s", "q75_s"))
+    batch = rate * med if _is_number(rate) and _is_number(med) else None  # samples per step
+    low, high = (batch / q75, batch / q25) if batch and _is_number(q25) and _is_number(q75) and q25 else (None,) * 2
+    return _spread(rate, low, high)
 
 
 def _tiling(section: dict, model: str) -> str:
@@ -350,44 +315,63 @@ def _tiling(section: dict, model: str) -> str:
     return ", ".join(parts)
 
 
-def _sampling(section: dict, title: str, memory: str) -> list[str]:
-    """Ensemble sampling: seconds (median, IQR), members/s, peak memory, tiling and speed-up per model."""
-    rows = [[_code(prec), _code(model), _spread(c.get("median_s"), c.get("q25_s"), c.get("q75_s")),
-             _num(c.get("members_per_s"), 3), _peak(c), _tiling(section, model),
-             _speedup(cases, model, "members_per_s")] for prec, cases, model, c in _cases(section)]
-    table = _table(["precision", "model", "seconds (IQR)", "members/s", memory, "tiling", "vs diffusers"], rows)
-    if not table:
-        return []
-    setup = f"Domain {_side(section.get('size'))}"
-    if section.get("members") and section.get("steps"):
-        setup += f", {section['members']} members × {section['steps']} DDIM steps (eta 0)"
-    if section.get("repeats"):
-        setup += f", {section['repeats']} timed repeats"
-    return [f"### {title}", "", setup + ".", "", *table]
+def _speedup(cases: dict, model: str, rate: str) -> str:
+    """Throughput of ``model`` over the diffusers baseline's (``rate``: the per-second key); empty without it."""
+    if model == "diffusers":
+        return "baseline"
+    base, mine = (cases.get("diffusers") or {}).get(rate), cases[model].get(rate)
+    return f"{mine / base:.2f}×" if _is_number(base) and base and _is_number(mine) else ""
 
 
-def _scaling_rows(section: dict) -> list[tuple[str, dict]]:
-    """The scaling cases with the sweep they belong to: domain, ensemble, then the full-grid job."""
-    rows = [(sweep, r) for sweep in ("domain", "ensemble") for r in section.get(sweep) or [] if isinstance(r, dict)]
-    job = section.get("full_grid_job")
-    return rows + ([("full-grid job", job)] if isinstance(job, dict) else [])
+def _case_rows(section: dict, cells, rate: str) -> list[list[str]]:
+    """The rows of a training or sampling table: precision, model, ``cells(model, case)``, speed-up.
+
+    One row per timed case, models in :data:`_MODELS` order first; ``rate`` is the per-second key
+    whose ratio to the diffusers baseline's is the speed-up.
+    """
+    rows = []
+    for prec, cases in (section.get("cases") or {}).items():
+        if isinstance(cases, dict):
+            models = sorted(cases, key=lambda m: _MODELS.index(m) if m in _MODELS else len(_MODELS))
+            rows += [[_code(prec), _code(m), *cells(m, cases[m]), _speedup(cases, m, rate)]
+                     for m in models if isinstance(cases[m], dict)]
+    return rows
 
 
-def _scaling_points(section: dict) -> tuple[list[dict], list[dict]]:
-    """The plottable cases of the domain sweep (size and cost known) and the ensemble sweep (members and time)."""
+def _train(t: dict[str, Template], section: dict, memory: str) -> str:
+    """Training: samples/s (median, IQR), peak memory and speed-up per precision and model."""
+    rows = _case_rows(section, lambda m, c: [_samples_per_s(c), _peak(c)], "samples_per_s")
+    params = ", ".join(f"{_code(m)} {p / 1e6:.2f} M" for m, p in (section.get("params") or {}).items()
+                       if _is_number(p))
+    facts = _facts(t["train_facts"], "; ", batch=section.get("batch"), patch=section.get("patch"),
+                   step=_md(section.get("step")), warmup=section.get("warmup", 0), repeats=section.get("repeats"),
+                   params=params)
+    return t["train"].substitute(facts=facts and facts + ".", memory=memory, rows=_rows(rows)) if rows else ""
+
+
+def _sample(t: dict[str, Template], section: dict, block: str, memory: str) -> str:
+    """Ensemble sampling (``block``: ``sample`` or ``sample_full``): seconds, members/s, memory, tiling, speed-up."""
+    rows = _case_rows(section, lambda m, c: [_spread(c.get("median_s"), c.get("q25_s"), c.get("q75_s")),
+                                             _num(c.get("members_per_s"), 3), _peak(c), _tiling(section, m)],
+                      "members_per_s")
+    facts = _facts(t["sample_facts"], size=_side(section.get("size")), members=section.get("members"),
+                   steps=section.get("steps"), repeats=section.get("repeats"))
+    return t[block].substitute(facts=facts + ".", memory=memory, rows=_rows(rows)) if rows else ""
+
+
+def _plot_scaling(section: dict, path: Path) -> bool:
+    """Save the two scaling panels: ns per pixel-member-step vs domain pixels, seconds vs ensemble size.
+
+    Only cases whose coordinates are known are plotted; with none, nothing is written and the result is False.
+    """
     domain = [r for r in section.get("domain") or [] if isinstance(r, dict) and isinstance(r.get("size"), list)
               and len(r["size"]) == 2 and all(_is_number(v) for v in r["size"])
               and _is_number(r.get("ns_per_pixel_member_step"))]
     ensemble = [r for r in section.get("ensemble") or [] if isinstance(r, dict)
                 and _is_number(r.get("members")) and _is_number(r.get("seconds"))]
-    return domain, ensemble
-
-
-def _plot_scaling(domain: list[dict], ensemble: list[dict], path: Path) -> None:
-    """Save the two scaling panels: ns per pixel-member-step vs domain pixels, seconds vs ensemble size.
-
-    ``domain`` and ``ensemble`` are the cases of :func:`_scaling_points`.
-    """
+    if not (domain or ensemble):
+        return False
+    path.parent.mkdir(exist_ok=True)
     fig = Figure(figsize=(10, 3.8))
     left, right = fig.subplots(1, 2)
     pixels = [r["size"][0] * r["size"][1] for r in domain]
@@ -414,73 +398,63 @@ def _plot_scaling(domain: list[dict], ensemble: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
 
 
-def _scaling(section: dict, book: Path, stem: str, memory: str) -> list[str]:
-    """The scaling figure (``_generated/performance_<stem>.png``) and the table of all scaling cases."""
-    rows = [[sweep, _side(r.get("size")), _num(r.get("members")), _num(r.get("steps")), _num(r.get("tiles")),
-             _num(r.get("tile_pixel_overhead"), 3), _num(r.get("passes_per_step")),
-             _num(r.get("padded_crops_per_step")), _num(r.get("seconds"), 3),
-             _num(r.get("ns_per_pixel_member_step"), 3), _peak(r)] for sweep, r in _scaling_rows(section)]
-    if not rows:
-        return []
+#: The numbers of a scaling case in the table's columns (after sweep and domain): key and significant digits.
+_SCALING_COLUMNS = (("members", 4), ("steps", 4), ("tiles", 4), ("tile_pixel_overhead", 3), ("passes_per_step", 4),
+                    ("padded_crops_per_step", 4), ("seconds", 3), ("ns_per_pixel_member_step", 3))
+
+
+def _scaling(t: dict[str, Template], section: dict, book: Path, stem: str, memory: str) -> str:
+    """The scaling of the sitsr sampler: a figure (``_generated/performance_<stem>.png``) and a table of all cases."""
+    cases = [(sweep, r) for sweep in ("domain", "ensemble") for r in section.get(sweep) or [] if isinstance(r, dict)]
+    if isinstance(section.get("full_grid_job"), dict):
+        cases.append(("full-grid job", section["full_grid_job"]))
+    if not cases:
+        return ""
     tiling = section.get("tiling") or {}
-    facts = [_code(section["precision"])] if section.get("precision") else []
-    if tiling.get("tile"):
-        facts.append(f"tiles {tiling['tile']}², overlap {tiling.get('overlap', 0)}")
-    if tiling.get("tile_batch"):
-        facts.append(f"{tiling['tile_batch']} crops per pass, padded")
-    setup = "The sitsr sampler" + (f" ({', '.join(facts)})" if facts else "") + " against the domain and ensemble size."
-    lines = ["### Scaling", "", setup, ""]
-    domain, ensemble = _scaling_points(section)
-    if domain or ensemble:
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem)
-        (book / "_generated").mkdir(exist_ok=True)
-        _plot_scaling(domain, ensemble, book / "_generated" / f"performance_{slug}.png")
-        lines += [f"```{{figure}} _generated/performance_{slug}.png", f":name: fig-performance-{slug}",
-                  ":alt: sitsr sampler cost against domain size and ensemble size", "",
-                  "Left: cost per pixel, member and step against the domain size (log scale), labelled with the "
-                  "number of tiles. Right: seconds per ensemble against the number of members.",
-                  "```", ""]
-    header = ["sweep", "domain", "members", "steps", "tiles", "tile pixels / pixels", "passes/step",
-              "padded crops/step", "seconds", "ns/(pixel·member·step)", memory]
-    return lines + _table(header, rows)
+    facts = _facts(t["scaling_facts"], precision=section.get("precision") and _code(section["precision"]),
+                   tile=tiling.get("tile"), overlap=tiling.get("overlap", 0), tile_batch=tiling.get("tile_batch"))
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem)
+    plotted = _plot_scaling(section, book / "_generated" / f"performance_{slug}.png")
+    figure = t["figure"].substitute(slug=slug) if plotted else ""
+    rows = [[sweep, _side(r.get("size")), *(_num(r.get(key), digits) for key, digits in _SCALING_COLUMNS), _peak(r)]
+            for sweep, r in cases]
+    return t["scaling"].substitute(facts=facts and f" ({facts})", figure=figure, memory=memory, rows=_rows(rows))
 
 
-def _data(section: dict) -> list[str]:
+def _data(t: dict[str, Template], section: dict) -> str:
     """Data-stage timings (median ± standard deviation), or why the stage was skipped."""
     if section.get("skipped"):
-        return ["### Data stage", "", f"Skipped: {_md(section['skipped'])}.", ""]
+        return t["data_skipped"].substitute(reason=_md(section["skipped"]))
     rows = []
     for key, value in section.items():
         median, std = (value + [None, None])[:2] if isinstance(value, list) else (value, None)
         if key.endswith("_s") and _is_number(median):
             rows.append([_DATA_STAGES.get(key, _code(key)),
                          _num(median, 3) + (f" ± {_num(std, 2)}" if _is_number(std) else "")])
-    table = _table(["stage (one day)", "seconds (median ± std)"], rows)
-    where = f"Grid {_code(section['region'])}" + (f", {_side(section['shape'])}" if section.get("shape") else "") \
-        if section.get("region") else ""
-    return ["### Data stage", "", *([where + ".", ""] if where else []), *table] if table else []
+    facts = _facts(t["data_facts"], region=_code(section["region"]),
+                   shape=section.get("shape") and _side(section["shape"])) if section.get("region") else ""
+    return t["data"].substitute(facts=facts and facts + ".", rows=_rows(rows)) if rows else ""
 
 
-def _run_section(name: str, result: dict, book: Path) -> list[str]:
+def _run_section(t: dict[str, Template], name: str, result: dict, book: Path) -> str:
     """The ``##`` section of one results file."""
     env = result.get("environment") or {}
     memory = "peak GPU memory, MB" if env.get("cuda") or result.get("device") == "cuda" else "peak RSS, MB"
-    sections = {key: result.get(key) if isinstance(result.get(key), dict) else {}
-                for key in ("summary", "train", "sample", "sample_full", "scaling", "data")}
-    lines = [f"## {_run_title(name, result)}", "", _environment_line(result), ""]
-    lines += _headline(sections["summary"], sections["sample_full"])
-    lines += _training(sections["train"], memory)
-    lines += _sampling(sections["sample"], "Sampling", memory)
-    lines += _sampling(sections["sample_full"], "Full-grid sampling", memory)
-    lines += _scaling(sections["scaling"], book, Path(name).stem, memory)
-    lines += _data(sections["data"])
-    return lines
+    s = {key: result.get(key) if isinstance(result.get(key), dict) else {}
+         for key in ("summary", "train", "sample", "sample_full", "scaling", "data")}
+    return t["run"].substitute(
+        title=_run_title(name, result), environment=_environment(t, result),
+        headline=_headline(t, s["summary"], s["sample_full"]), train=_train(t, s["train"], memory),
+        sample=_sample(t, s["sample"], "sample", memory),
+        sample_full=_sample(t, s["sample_full"], "sample_full", memory),
+        scaling=_scaling(t, s["scaling"], book, Path(name).stem, memory), data=_data(t, s["data"]))
 
 
 def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.PathLike) -> int:
-    """Write ``performance.md``: one section per benchmark run, with tables of its results and a scaling figure.
+    """Write ``performance.md`` from :data:`PAGE_TEMPLATE`: one section per benchmark run, tables and a figure.
 
     Each section holds the run's environment, the headline speed-ups and times against their
     targets (``summary``), training and sampling throughput and peak memory per precision and
@@ -504,18 +478,15 @@ def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.Pa
     SitsrInputError
         If a results file is not a JSON object.
     """
-    book = Path(book_dir)
+    book, t = Path(book_dir), _templates()
     runs = read_benchmarks(results_dir)
     source = "/".join(Path(results_dir).resolve().parts[-2:]) + "/*.json"  # e.g. benchmarks/results/*.json
-    lines = ["# Performance", ""]
-    if not runs:
-        lines.append(f"No benchmark results yet: the benchmarks write them to `{source}`.")
-        _write_text(book / "performance.md", "\n".join(lines) + "\n")
-        return 0
-    lines += [_PAGE_INTRO.format(n=len(runs), s="s" * (len(runs) != 1), source=source), ""]
-    for name, result in runs.items():
-        lines += _run_section(name, result, book)
-    _write_text(book / "performance.md", "\n".join(lines).rstrip("\n") + "\n")
+    if runs:
+        sections = "\n\n".join(_run_section(t, name, result, book) for name, result in runs.items())
+        page = t["page"].substitute(runs=_plural(len(runs), "benchmark run"), source=source, sections=sections)
+    else:
+        page = t["no_results"].substitute(source=source)
+    _write_text(book / "performance.md", re.sub(r"\n{3,}", "\n\n", page).strip("\n") + "\n")
     return len(runs)
 
 
