@@ -50,7 +50,7 @@ def _dataset(a):
 def _train(a):
     cfg = apply_overrides(profile(a.profile), a.overrides)
     run = train.train(cfg, a.data, a.run, resume=a.resume, progress=not a.no_progress, device=a.device,
-                base_run=a.base_run)
+                base_run=a.base_run, loader_workers=a.loader_workers)
     log.info(f"run folder {run}")
 
 

@@ -63,6 +63,7 @@ from .config import Config, apply_overrides, profile
 from .dataset import norm_stats, open_dataset
 from .downscale import base_field, postprocess
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, SitsrInterrupted, exit_status
+from .loader import ArrayPatches, DrawBatches, StorePatches, collate, dihedral, patch_loader  # noqa: F401 (dihedral)
 from .networks import build_network
 from .provenance import dataset_record, differences, provenance
 
@@ -176,24 +177,25 @@ class PatchSampler:
         return float(((1.0 - self.land_fraction[draws[:, 1], draws[:, 2]]) * self.patch ** 2).sum())
 
 
-def dihedral(a: np.ndarray, code: int) -> np.ndarray:
-    """Apply flip-x (bit 0), flip-y (bit 1) and transpose (bit 2) to the last two axes."""
-    if code & 1:
-        a = a[..., :, ::-1]
-    if code & 2:
-        a = a[..., ::-1, :]
-    if code & 4:
-        a = np.swapaxes(a, -1, -2)
-    return a
-
-
 def make_batch(data: dict, draws: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ctx (n, C + 1, P, P), y (n, 1, P, P))`` float32 for the given draws."""
-    ctx, y = [], []
-    for d, r, c, k in draws:
-        ctx.append(dihedral(data["ctx"][d, :, r:r + patch, c:c + patch], k))
-        y.append(dihedral(data["y"][d, None, r:r + patch, c:c + patch], k))
-    return np.ascontiguousarray(np.stack(ctx)), np.ascontiguousarray(np.stack(y))
+    """``(ctx (n, C + 1, P, P), y (n, 1, P, P))`` float32 for the given draws of in-memory days."""
+    patches = ArrayPatches(data, patch)
+    return collate([patches[d] for d in draws])[1:]
+
+
+def train_patches(ds, data_path, cfg: Config, stats: dict, base_model=None, progress: bool = False):
+    """The training split's patches (a map-style dataset of draws, :mod:`sitsr_core.loader`) and the statistics.
+
+    Streamed from a zarr store (memory flat in the number of days) when the target's base field comes
+    from the LR fields; for ``data.target = residual`` (a regression prediction over whole days) or a
+    netCDF store, the days are read into memory and the residual's statistics added to ``stats``.
+    """
+    if base_model is None and Path(data_path).is_dir():
+        return StorePatches(data_path, "train", cfg, stats, cfg.data.patch), stats
+    raw = read_days(ds, "train", cfg, base_model=base_model, progress=progress)
+    if base_model is not None and "residual" not in stats:
+        stats = {**stats, "residual": residual_stats(raw)}
+    return ArrayPatches(normalise_days(raw, cfg, stats), cfg.data.patch), stats
 
 
 # ----------------------------------------------------------------------------------- distributed
@@ -419,7 +421,7 @@ def _base_model(cfg: Config, run_dir: Path, base_run, dataset: dict, resume: boo
 
 
 def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool = True,
-          device: str | None = None, base_run=None) -> Path:
+          device: str | None = None, base_run=None, loader_workers: int = 0) -> Path:
     """Train a model and write its run folder.
 
     Parameters
@@ -441,6 +443,9 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         For ``data.target = residual``: the regression run (same dataset) whose prediction the
         target is relative to; copied into ``run_dir/base`` (a resumed run uses its copy). The
         residual's statistics over the training days are added to ``norm_stats.json``.
+    loader_workers : int
+        ``DataLoader`` worker processes reading the training patches (0: in this process). The
+        batches, hence the run, do not depend on it.
 
     Returns
     -------
@@ -491,12 +496,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         dist.barrier()  # rank 0 has copied the base run
         if rank > 0:
             base_model = _base_model(cfg, run_dir, None, dataset, True, dev)
-    raw = read_days(ds, "train", cfg, base_model=base_model, progress=progress and rank == 0)
-    if base_model is not None and "residual" not in stats:
-        stats = {**stats, "residual": residual_stats(raw)}
-    data = normalise_days(raw, cfg, stats)
-    del raw
-    sampler = PatchSampler(data["ctx"].shape[0], data["mask"], cfg.data.patch, cfg.data.max_land_fraction)
+    patches, stats = train_patches(ds, data_path, cfg, stats, base_model, progress=progress and rank == 0)
+    sampler = PatchSampler(patches.n_days, patches.mask, cfg.data.patch, cfg.data.max_land_fraction)
     validator = Validator(ds, cfg, stats, dev, base_model) if rank == 0 else None
 
     torch.manual_seed(tc.seed)
@@ -540,6 +541,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     local = tc.batch // world
     sl = slice(rank * local, (rank + 1) * local)
     mf = torch.channels_last if tc.channels_last else torch.contiguous_format
+    batches = iter(patch_loader(patches, DrawBatches(sampler, rng, tc.batch, max(tc.steps - start, 0), rank, world),
+                                workers=loader_workers))
     bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not (progress and rank == 0))
     acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
     if state is not None:
@@ -562,7 +565,9 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
             t = diffusion.sample_t(tc.batch, gen)
             noise = torch.randn((tc.batch, 1, cfg.data.patch, cfg.data.patch), generator=gen)
             ocean = sampler.ocean_cells(draws)
-            ctx, y = make_batch(data, draws[sl], cfg.data.patch)
+            got, ctx, y = next(batches)  # this rank's share of the same draws, read by the loader
+            if not np.array_equal(got, draws[sl]):
+                raise RuntimeError(f"the patch loader is out of step with the training draws at step {step}")
             ctx = torch.from_numpy(ctx).to(dev).contiguous(memory_format=mf)
             y = torch.from_numpy(y).to(dev).contiguous(memory_format=mf)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
@@ -634,6 +639,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--base-run", help="regression run a data.target=residual run is relative to (same dataset)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--loader-workers", type=int, default=0,
+                    help="worker processes reading the training patches from the store (default 0)")
     return ap
 
 
@@ -657,7 +664,7 @@ def _main(args) -> None:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group("nccl" if use_cuda else "gloo")
         train(cfg, args.data, args.run, resume=args.resume, progress=not args.no_progress, device=args.device,
-              base_run=args.base_run)
+              base_run=args.base_run, loader_workers=args.loader_workers)
     finally:
         if dist is not None and dist.is_initialized():
             dist.destroy_process_group()
