@@ -2,9 +2,11 @@
 
 Layers, from the inside out:
 
-* :func:`ddim` — a plain k-diffusion-style sampler in normalised space. The
-  caller owns the initial noise (and, for ``eta > 0``, the per-step noise via
-  ``noise_sampler`` or ``generator``).
+* :func:`ddim` and :func:`dpmpp2m` — plain k-diffusion-style samplers in normalised space
+  (:data:`SAMPLERS`, chosen by ``sample.sampler``). The caller owns the initial noise (and, for
+  ``eta > 0``, the per-step noise via ``noise_sampler`` or ``generator``). Both evaluate the
+  network at the same :func:`sampling_times`, the last one at ``t = 0`` (the schedule's lowest
+  noise level), and return that prediction.
 * :class:`Tiler` — wraps a :class:`~sitsr_core.diffusion.Denoiser` so that a
   domain larger than the tile is predicted as overlapping tiles whose clean-target
   predictions are blended with smooth weights at every step: the sampler always
@@ -25,12 +27,31 @@ import numpy as np
 import torch
 
 from . import diffusion
+from .errors import SitsrConfigError
 
 # ------------------------------------------------------------------------------------------ DDIM
 
-def ddim_times(steps: int) -> np.ndarray:
-    """The ``steps`` times at which the network is evaluated: ``1 - i / steps``."""
-    return 1.0 - np.arange(steps) / steps
+def sampling_times(steps: int, dcfg) -> np.ndarray:
+    """The ``steps`` times of the network evaluations, from ``t = 1`` down to ``t = 0``.
+
+    Evenly spaced in log signal-to-noise ratio ``lambda = log(r_s / r_eps)`` (DPM-Solver's grid),
+    which puts more evaluations at low noise than even steps in ``t``. The last evaluation is at
+    ``t = 0``, the schedule's lowest noise level (noise std ``sqrt(1 - max_signal_rate**2)``), so
+    the returned clean target is a sample down to the finest scales, not the posterior mean at a
+    high noise level. One step evaluates ``t = 1`` only.
+    """
+    if steps <= 1:
+        return np.ones(1)
+    g0, g1 = diffusion.gamma_range(dcfg)
+    lam = np.linspace(-math.log(math.tan(g1)), -math.log(math.tan(g0)), steps)
+    t = (np.arctan(np.exp(-lam)) - g0) / (g1 - g0)
+    t[0], t[-1] = 1.0, 0.0
+    return t
+
+
+def _rates_at(t: float, dcfg) -> tuple[float, float]:
+    s, n = diffusion.rates(diffusion.angles(float(t), dcfg))
+    return float(s), float(n)
 
 
 @torch.no_grad()
@@ -38,14 +59,14 @@ def ddim(model, context: torch.Tensor, mask: torch.Tensor, *, steps: int, eta: f
          noise: torch.Tensor, generator: torch.Generator | None = None,
          noise_sampler: Callable[[int], torch.Tensor] | None = None,
          callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-    """DDIM sampling from ``t = 1`` towards ``t = 0`` in ``steps`` network evaluations.
+    """DDIM sampling from ``t = 1`` to ``t = 0`` in ``steps`` network evaluations (at :func:`sampling_times`).
 
-    At each step ``i`` (time ``t_i = 1 - i / steps``) the model predicts the clean
-    target ``y0``; it is set to 0 on land (as in training), the noise estimate is
-    recomputed from it, and the state moves to ``t_{i+1}``:
-    ``z' = r_s' y0 + sqrt(r_eps'^2 - sigma^2) eps + sigma xi`` with
-    ``sigma = eta (r_eps' / r_eps) sqrt(1 - (r_s / r_s')^2)``. The last prediction
-    of ``y0`` is returned (as in the Keras DDIM example).
+    At each step ``i`` (time ``t_i``) the model predicts the clean target ``y0``; it is set to 0 on
+    land (as in training), the noise estimate is recomputed from it, and the state moves to
+    ``t_{i+1}``: ``z' = r_s' y0 + sqrt(r_eps'^2 - sigma^2) eps + sigma xi`` with
+    ``sigma = eta (r_eps' / r_eps) sqrt(1 - (r_s / r_s')^2)``. The prediction at ``t = 0`` (the
+    lowest noise level of the schedule) is returned. Deterministic DDIM is the first-order
+    DPM-Solver++ step (:func:`dpmpp2m` is its second-order multistep form).
 
     Parameters
     ----------
@@ -75,19 +96,19 @@ def ddim(model, context: torch.Tensor, mask: torch.Tensor, *, steps: int, eta: f
     z = noise.float().clone()
     mask = mask.to(z.dtype)
     B = z.shape[0]
-    times = ddim_times(steps)
+    times = sampling_times(steps, dcfg)
     y0 = None
     for i, ti in enumerate(times):
         t = torch.full((B,), float(ti), device=z.device)
         _, y0 = model.predict(z, t, context)
         y0 = y0 * mask
-        s, n = (float(v) for v in diffusion.rates(diffusion.angles(float(ti), dcfg)))
+        s, n = _rates_at(ti, dcfg)
         eps = (z - s * y0) / n
         if callback is not None:
             callback(dict(step=i, t=float(ti), z=z, y0=y0))
         if i == steps - 1:
             break
-        s1, n1 = (float(v) for v in diffusion.rates(diffusion.angles(float(times[i + 1]), dcfg)))
+        s1, n1 = _rates_at(times[i + 1], dcfg)
         sigma = eta * (n1 / n) * math.sqrt(max(0.0, 1.0 - (s / s1) ** 2)) if eta > 0 else 0.0
         sigma = min(sigma, n1)
         z = s1 * y0 + math.sqrt(max(n1 * n1 - sigma * sigma, 0.0)) * eps
@@ -97,8 +118,50 @@ def ddim(model, context: torch.Tensor, mask: torch.Tensor, *, steps: int, eta: f
     return y0
 
 
+@torch.no_grad()
+def dpmpp2m(model, context: torch.Tensor, mask: torch.Tensor, *, steps: int, eta: float = 0.0,
+            noise: torch.Tensor, generator: torch.Generator | None = None,
+            noise_sampler: Callable[[int], torch.Tensor] | None = None,
+            callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) from ``t = 1`` to ``t = 0`` in ``steps`` network evaluations (same times as :func:`ddim`).
+
+    The second-order multistep solver of the probability-flow ODE in data prediction (Lu et al. 2022;
+    k-diffusion's ``sample_dpmpp_2m``), written for the variance-preserving schedule: with
+    ``lambda = log(r_s / r_eps)`` and ``h = lambda' - lambda``, ``z' = (r_eps' / r_eps) z - r_s' expm1(-h) D``
+    where ``D = y0`` on the first step (DDIM) and ``D = (1 + 1 / 2r) y0 - (1 / 2r) y0_prev`` after it,
+    ``r = h_prev / h``. ``y0`` is set to 0 on land as in :func:`ddim`; the prediction at ``t = 0`` is
+    returned. Deterministic: ``eta`` must be 0 (``generator`` and ``noise_sampler`` are accepted for the
+    common calling convention and unused).
+    """
+    if eta:
+        raise SitsrConfigError(f"sampler dpmpp2m is deterministic: eta must be 0 (got {eta}); use ddim for eta > 0")
+    dcfg = model.cfg.diffusion
+    z = noise.float().clone()
+    mask = mask.to(z.dtype)
+    B = z.shape[0]
+    times = sampling_times(steps, dcfg)
+    y0 = y_prev = h_prev = None
+    for i, ti in enumerate(times):
+        t = torch.full((B,), float(ti), device=z.device)
+        _, y0 = model.predict(z, t, context)
+        y0 = y0 * mask
+        if callback is not None:
+            callback(dict(step=i, t=float(ti), z=z, y0=y0))
+        if i == steps - 1:
+            break
+        (s, n), (s1, n1) = _rates_at(ti, dcfg), _rates_at(times[i + 1], dcfg)
+        h = math.log(s1 / n1) - math.log(s / n)
+        d = y0
+        if y_prev is not None:
+            r = h_prev / h
+            d = (1.0 + 0.5 / r) * y0 - (0.5 / r) * y_prev
+        z = (n1 / n) * z - s1 * math.expm1(-h) * d
+        y_prev, h_prev = y0, h
+    return y0
+
+
 #: Samplers by name (``sample.sampler``): plain functions with the calling convention of :func:`ddim`.
-SAMPLERS = {"ddim": ddim}
+SAMPLERS = {"ddim": ddim, "dpmpp2m": dpmpp2m}
 
 
 # ----------------------------------------------------------------------------------------- tiles

@@ -10,7 +10,8 @@ spectral error from the base.
 Two presets:
 
 ``quick`` (``make book``, CPU)
-    Choices that need no training, on the base run: DDIM steps, stochastic sampling (eta), ensemble
+    Choices that need no training, on the base run: the sampler (DDIM, DPM-Solver++(2M)) at 5/10/20
+    steps, stochastic DDIM (eta), ensemble
     size (subsets of the base ensemble), each input feature replaced by its training mean
     (reliance on that feature), and the LR filter width at inference (LR inputs re-filtered from the
     4 km moorings: what an observation product of another effective resolution does); plus runs the
@@ -70,8 +71,8 @@ class Variant:
     run : str
         Key of the run in the runs mapping (``diffusion`` = the base run); ``trained`` makes
         :func:`run_sweep` train one with ``train`` overrides (and a dataset with ``kernel_km``).
-    steps, eta : optional
-        Sampling overrides.
+    steps, eta, sampler : optional
+        Sampling overrides (``sampler``: a key of :data:`sitsr_core.sampling.SAMPLERS`).
     members : int, optional
         Score the first ``members`` members of the ensemble only (ensemble-size axis).
     impute : tuple of str
@@ -92,6 +93,7 @@ class Variant:
     run: str = "diffusion"
     steps: int | None = None
     eta: float | None = None
+    sampler: str | None = None
     members: int | None = None
     impute: tuple[str, ...] = ()
     lr_kernel_km: float | None = None
@@ -107,8 +109,10 @@ class Variant:
 def preset(name: str) -> list[Variant]:
     """The variants of a preset (``quick`` or ``full``, see the module docstring)."""
     quick = [Variant("base", "default")]
-    quick += [Variant("DDIM steps", str(n), steps=n) for n in (5, 10, 50)]
-    quick += [Variant("stochastic sampling (eta)", str(e), eta=e) for e in (0.5, 1.0)]
+    # the samplers at 5/10/20 network evaluations (the base is the default sampler at the default steps)
+    quick += [Variant("DDIM steps", str(n), steps=n, sampler="ddim") for n in (5, 10, 20)]
+    quick += [Variant("DPM-Solver++(2M) steps", str(n), steps=n, sampler="dpmpp2m") for n in (5, 10, 20)]
+    quick += [Variant("stochastic sampling (DDIM eta)", str(e), eta=e, sampler="ddim") for e in (0.5, 1.0)]
     quick += [Variant("ensemble size", str(m), members=m) for m in (2, 5)]
     quick += [Variant("input feature imputed", f.removesuffix("_lr"), impute=(f,)) for f in FEATURES]
     quick += [Variant("LR filter at inference (km)", str(k), lr_kernel_km=float(k)) for k in (80, 160)]
@@ -240,7 +244,8 @@ def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, 
     sc = model.cfg.sample
     days = inputs.get(v.lr_kernel_km)
     eta = sc.eta if v.eta is None else v.eta
-    key = (id(model), id(inputs), v.steps or steps, eta, v.impute, v.lr_kernel_km)
+    sampler = v.sampler or sc.sampler
+    key = (id(model), id(inputs), v.steps or steps, eta, sampler, v.impute, v.lr_kernel_km)
     cache = {} if cache is None else cache
     if key not in cache:
         cache[key] = []
@@ -250,7 +255,7 @@ def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, 
             cache[key].append(ensemble_metres(
                 model, fields, inputs.mask, members=members, steps=v.steps or steps, eta=eta, seed=seed,
                 chunk=min(sc.chunk, members), tile=max(sc.tile, *inputs.mask.shape), overlap=sc.overlap,
-                tile_batch=sc.tile_batch))
+                tile_batch=sc.tile_batch, sampler=sampler))
     ens = [sit[:v.members or members] for sit in cache[key]]
     data = {"members": np.stack(ens, axis=1), "truth": np.stack([f["sit"] for f in days]),
             "lr": np.stack([f["sit_lr"] for f in days]), "interp": np.stack([f["sit_interp"] for f in days]),
@@ -381,6 +386,7 @@ def run_sweep(runs: dict, data_path, out_csv, *, preset_name: str = "quick", mem
         rows.append({"axis": v.axis, "value": v.value, "variant": v.name, "reference": v.reference,
                      "run": str(run), **settings,
                      "scored_members": v.members or members, "variant_steps": v.steps or steps,
+                     "variant_sampler": v.sampler or model.cfg.sample.sampler,
                      **row_from_score(result), "seconds": round(time.perf_counter() - t0, 1)})
         frame = pd.DataFrame(rows)
         with atomic_output(out_csv, overwrite=True) as tmp:

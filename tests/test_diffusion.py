@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sitsr_core import diffusion, downscale
-from sitsr_core.config import apply_overrides, profile
+from sitsr_core.config import Config, apply_overrides, profile
 from sitsr_core.networks import build_network
 
 STEPS = 25
@@ -23,10 +23,10 @@ def test_schedule_closed_form():
     d = profile("smoke").diffusion
     t = torch.tensor([0.0, 0.5, 1.0])
     g = diffusion.angles(t, d)
-    g0, g1 = math.acos(0.95), math.acos(0.02)
+    g0, g1 = math.acos(0.999), math.acos(0.02)
     torch.testing.assert_close(g, torch.tensor([g0, (g0 + g1) / 2, g1]))
     s, n = diffusion.rates(g)
-    torch.testing.assert_close(s, torch.tensor([0.95, math.cos((g0 + g1) / 2), 0.02]))
+    torch.testing.assert_close(s, torch.tensor([0.999, math.cos((g0 + g1) / 2), 0.02]))
     torch.testing.assert_close(s ** 2 + n ** 2, torch.ones(3))
     z, s4, n4 = diffusion.diffuse(torch.full((3, 1, 2, 2), 2.0), t, torch.full((3, 1, 2, 2), -1.0), d)
     torch.testing.assert_close(z[:, 0, 0, 0], 2 * s - n)
@@ -66,7 +66,7 @@ def test_oracle_has_zero_loss_and_denoiser_recovers_y(prediction):
 
 
 def test_loss_ignores_land_cells():
-    cfg = profile("smoke")
+    cfg = apply_overrides(profile("smoke"), ["diffusion.prediction=eps"])  # the target is the noise itself
     torch.manual_seed(0)
     net = build_network(cfg)
     with torch.no_grad():
@@ -184,3 +184,18 @@ def test_split_prediction_inverts_the_training_target(prediction):
     eps_hat, y_hat = diffusion.split_prediction(prediction, z, out, s, n)
     torch.testing.assert_close(eps_hat, eps)
     torch.testing.assert_close(y_hat, y)
+
+
+def test_v_prediction_stays_bounded_at_both_ends_of_the_default_schedule():
+    # an error d in the network output moves the clean target by n d (v) or n / s d (eps): at most d for v,
+    # ~50 d for eps at t = 1 (min_signal_rate 0.02); the default (and every profile) predicts v
+    cfg = Config()
+    assert cfg.diffusion.prediction == "v" and cfg.diffusion.max_signal_rate >= 0.999
+    assert all(profile(p).diffusion.prediction == "v" for p in ("smoke", "quick", "full"))
+    z, out, d = torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1), 1e-3
+    s, n = diffusion.rates(diffusion.angles(torch.tensor([0.0, 1.0]).reshape(-1, 1, 1, 1), cfg.diffusion))
+    for prediction, bound in (("v", 1.0), ("eps", 40.0)):
+        _, y_a = diffusion.split_prediction(prediction, z, out, s, n)
+        _, y_b = diffusion.split_prediction(prediction, z, out + d, s, n)
+        gain = ((y_b - y_a).abs() / d).reshape(-1)
+        assert (gain <= bound + 1e-6).all() if prediction == "v" else gain[1] > bound

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sitsr_core import diffusion, sampling
-from sitsr_core.config import profile
+from sitsr_core.config import Config, apply_overrides, profile
+from sitsr_core.errors import SitsrConfigError
 from sitsr_core.networks import build_network
 
 STATS = {k: {"mean": 0.0, "std": 1.0} for k in ("sit", "sit_lr", "sic_lr", "divergence_lr", "shear_lr", "anomaly")}
@@ -70,8 +71,12 @@ def test_ddim_eta0_keeps_the_implied_noise_and_masks_land():
     seen = []
     out = sampling.ddim(ConstantY0(y), None, mask, steps=5, eta=0.0, noise=noise, callback=seen.append)
     assert [d["step"] for d in seen] == list(range(5))
-    np.testing.assert_allclose([d["t"] for d in seen], [1, 0.8, 0.6, 0.4, 0.2])
     d = profile("smoke").diffusion
+    # from pure noise to the lowest noise level, evenly in log(signal / noise)
+    times = [rec["t"] for rec in seen]
+    assert times[0] == 1 and times[-1] == 0 and all(a > b for a, b in zip(times, times[1:]))
+    lam = [-math.log(math.tan(diffusion.angles(t, d))) for t in times]
+    np.testing.assert_allclose(np.diff(lam), np.diff(lam)[0], rtol=1e-9)
     implied = []
     for rec in seen:
         g = diffusion.angles(rec["t"], d)
@@ -90,7 +95,7 @@ def test_ddim_eta0_keeps_the_implied_noise_and_masks_land():
 def test_member_independent_of_chunking_and_ensemble_size(eta):
     den = denoiser()
     ctx, mask = smooth_context(20, 28), torch.ones(20, 28)
-    kw = dict(steps=3, eta=eta, seed=11, tile_batch=4)
+    kw = dict(steps=3, eta=eta, seed=11, tile_batch=4, sampler="ddim" if eta else None)
     a = sampling.generate(den, ctx, mask, members=3, chunk=1, **kw)
     b = sampling.generate(den, ctx, mask, members=3, chunk=3, **kw)
     c = sampling.generate(den, ctx, mask, members=2, chunk=2, first_member=1, **kw)
@@ -185,6 +190,87 @@ def test_tiled_sampling_close_to_untiled_for_smooth_model():
             return (z - s * y0) / n, y0
 
     ctx, mask = smooth_context(50, 70), torch.ones(50, 70)
-    a = sampling.generate(Local(), ctx, mask, members=2, steps=3, eta=0.5, seed=0, chunk=2)
-    b = sampling.generate(Local(), ctx, mask, members=2, steps=3, eta=0.5, seed=0, chunk=2, tile=32, overlap=8)
+    a = sampling.generate(Local(), ctx, mask, members=2, steps=3, eta=0.5, seed=0, chunk=2, sampler="ddim")
+    b = sampling.generate(Local(), ctx, mask, members=2, steps=3, eta=0.5, seed=0, chunk=2, tile=32, overlap=8,
+                          sampler="ddim")
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------- the noise floor
+
+class GaussianPosteriorMean:
+    """The exact denoiser of ``y ~ N(0, var)`` in every cell: ``E[y | z_t] = r_s var z / (r_s^2 var + r_eps^2)``."""
+
+    def __init__(self, cfg, var: float):
+        self.cfg, self.var = cfg, var
+
+    def predict(self, z, t, context):
+        s, n = diffusion.rates(diffusion.angles(t.reshape(-1, 1, 1, 1), self.cfg.diffusion))
+        y0 = s * self.var * z / (s * s * self.var + n * n)
+        return (z - s * y0) / n, y0
+
+
+def gaussian_sample_variance(cfg, sampler: str, steps: int, var: float) -> float:
+    noise = torch.randn(8, 1, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = sampling.SAMPLERS[sampler](GaussianPosteriorMean(cfg, var), None, torch.ones(1), steps=steps, noise=noise)
+    return float(out.double().var())
+
+
+@pytest.mark.parametrize("steps", [10, 20])
+@pytest.mark.parametrize("var", [1.0, 0.25, 0.04])
+def test_the_second_order_sampler_draws_a_gaussian_with_its_variance(steps, var):
+    # with the exact denoiser of a Gaussian, samples must have the target's variance, the fine scales' small
+    # variances included (the last evaluation is at a negligible noise level); 32768 cells: 1.6 % sampling error
+    got = gaussian_sample_variance(Config(), "dpmpp2m", steps, var)
+    assert got == pytest.approx(var, rel=0.08)
+
+
+def test_the_old_noise_floor_would_fail_the_gaussian_check():
+    # max_signal_rate 0.95: the last prediction is a posterior mean at noise std 0.31, short of var by 30 % or more
+    old = apply_overrides(Config(), ["diffusion.max_signal_rate=0.95"])
+    for steps in (10, 20):
+        assert gaussian_sample_variance(old, "dpmpp2m", steps, 0.25) < 0.8 * 0.25
+
+
+def test_ddim_is_the_first_order_step_of_dpmpp2m():
+    # on two steps the multistep correction is never used: both samplers take the same DDIM step
+    cfg = Config()
+    noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    a = sampling.ddim(GaussianPosteriorMean(cfg, 0.5), None, torch.ones(1), steps=2, noise=noise)
+    b = sampling.dpmpp2m(GaussianPosteriorMean(cfg, 0.5), None, torch.ones(1), steps=2, noise=noise)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", sorted(sampling.SAMPLERS))
+def test_the_last_network_evaluation_is_at_a_negligible_noise_level(sampler):
+    # the noise std fed to the network at its last evaluation, read where the network sees it
+    cfg = apply_overrides(Config(), [f"sample.sampler={sampler}"])
+    for name in ("quick", "full"):
+        assert profile(name).diffusion == cfg.diffusion and profile(name).sample.sampler == Config().sample.sampler
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z, noise_var, context):
+            seen.append(float(noise_var.reshape(-1)[0]))
+            return torch.zeros_like(z)
+
+    den = diffusion.Denoiser(Recorder(), cfg, STATS, bf16=False, channels_last=False, compile=False)
+    ctx, mask = smooth_context(16, 16), torch.ones(16, 16)
+    sampling.generate(den, ctx, mask, members=1, steps=cfg.sample.steps, seed=0, chunk=1, tile_batch=1)
+    assert len(seen) == cfg.sample.steps
+    assert math.sqrt(seen[0]) > 0.99  # starts from noise
+    assert math.sqrt(seen[-1]) < 0.05
+
+
+def test_samplers_are_validated_and_dpmpp2m_refuses_eta():
+    with pytest.raises(SitsrConfigError, match="sample.sampler"):
+        apply_overrides(Config(), ["sample.sampler=euler"])
+    with pytest.raises(SitsrConfigError, match="eta"):
+        apply_overrides(Config(), ["sample.sampler=dpmpp2m", "sample.eta=0.5"])
+    noise = torch.randn(1, 1, 8, 8)
+    with pytest.raises(SitsrConfigError, match="eta"):
+        sampling.dpmpp2m(GaussianPosteriorMean(Config(), 1.0), None, torch.ones(1), steps=3, eta=0.5, noise=noise)
