@@ -159,7 +159,8 @@ SLOW_MODULES = {"test_train", "test_interrupt", "test_benchmarks"}
 #: command (each imports torch), a bit-reproducibility check over several full samplings.
 SLOW_TESTS = {"test_cli_train_downscale_evaluate", "test_loss_decreases_on_toy_problem",
               "test_each_module_imports_alone", "test_cli_dataset_error_is_one_line", "test_cli_dataset_operator_flag",
-              "test_ddim_eta0_bit_reproducible_and_eta_changes_samples"}
+              "test_ddim_eta0_bit_reproducible_and_eta_changes_samples",
+              "test_training_does_not_depend_on_the_loader_workers"}
 
 
 def pytest_collection_modifyitems(config, items):
