@@ -222,7 +222,8 @@ class Config:
         """Check cross-field consistency; return self."""
         bad = [f for f in self.data.features if f not in FEATURES]
         if bad or not self.data.features:
-            raise SitsrConfigError(f"data.features {list(self.data.features)} must be a non-empty subset of {list(FEATURES)}")
+            raise SitsrConfigError(f"data.features {list(self.data.features)} must be a non-empty subset of "
+                                   f"{list(FEATURES)}")
         if self.data.target not in TARGETS:
             raise SitsrConfigError(f"data.target must be one of {list(TARGETS)}, got {self.data.target!r}")
         if self.diffusion.prediction not in ("eps", "v"):
@@ -237,7 +238,8 @@ class Config:
             raise SitsrConfigError("data.target=residual is for diffusion runs (the residual of a regression run)")
         levels = 2 ** (len(self.model.widths) - 1)
         if self.data.patch % levels:
-            raise SitsrConfigError(f"data.patch={self.data.patch} must be a multiple of {levels} for {len(self.model.widths)} levels")
+            raise SitsrConfigError(f"data.patch={self.data.patch} must be a multiple of {levels} for "
+                                   f"{len(self.model.widths)} levels")
         for name, value in (("sample.steps", self.sample.steps), ("sample.members", self.sample.members),
                             ("sample.chunk", self.sample.chunk), ("sample.tile_batch", self.sample.tile_batch),
                             ("train.steps", self.train.steps), ("train.val_days", self.train.val_days),
@@ -334,8 +336,8 @@ def profile(name: str) -> Config:
         # Measured on the 2-core CPU (bf16 + channels_last, glibc malloc): ~0.6 s per step of 16 patches of
         # 64x64 (~26 samples/s), ~15 s per validation ensemble on the 384x384 "central" window, so 500 steps
         # take ~5.5 minutes; make book trains five such runs (regression baseline, diffusion on its residual,
-        # anomaly and full-field targets, sit + sic) within its 45 minutes. v-prediction: at such short budgets eps-prediction gave
-        # noisy samples (smoke model, 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v and 0.38 m
+        # anomaly and full-field targets, sit + sic) within its 45 minutes. v-prediction: at such short budgets
+        # eps-prediction gave noisy samples (smoke model, 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v and 0.38 m
         # for interpolation). Validation ensemble-mean RMSE of the quick model: 0.40 m after 500 steps,
         # 0.35 m after 1000 (interpolation 0.61 m). One 384x384 tile samples fastest.
         return Config(

@@ -156,7 +156,7 @@ class UNet(nn.Module):
         self.down = nn.ModuleList()
         skips = [widths[0]]
         c = widths[0]
-        for level, w in enumerate(widths):
+        for w in widths:
             blocks = nn.ModuleList()
             for _ in range(blocks_per_level):
                 blocks.append(ResBlock(c, w, emb_ch))
@@ -165,7 +165,7 @@ class UNet(nn.Module):
             self.down.append(blocks)
         self.mid = nn.ModuleList([ResBlock(c, c, emb_ch) for _ in range(blocks_per_level)])
         self.up = nn.ModuleList()
-        for level, w in reversed(list(enumerate(widths))):
+        for w in reversed(widths):
             blocks = nn.ModuleList()
             for _ in range(blocks_per_level):
                 blocks.append(ResBlock(c + skips.pop(), w, emb_ch))

@@ -29,7 +29,7 @@ import torch
 from . import diffusion
 from .errors import SitsrConfigError
 
-# ------------------------------------------------------------------------------------------ DDIM
+# -------------------------------------------------------------------------------------- samplers
 
 def sampling_times(steps: int, dcfg) -> np.ndarray:
     """The ``steps`` times of the network evaluations, from ``t = 1`` down to ``t = 0``.

@@ -122,7 +122,8 @@ def preset(name: str) -> list[Variant]:
         return quick
     if name != "full":
         raise SitsrInputError(f"sweep preset must be 'quick' or 'full', got {name!r}")
-    trained = [Variant("target (retrained)", t, run="trained", train=(f"data.target={t}",)) for t in ("anomaly", "full")]
+    trained = [Variant("target (retrained)", t, run="trained", train=(f"data.target={t}",))
+               for t in ("anomaly", "full")]
     for f in FEATURES:
         keep = ",".join(["sit_lr"] + [g for g in FEATURES if g != f])
         trained.append(Variant("input feature dropped (retrained)", f.removesuffix("_lr"), run="trained",

@@ -525,7 +525,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
         iomod.remove_stale_temporaries(run_dir)
         checkpoint.write_text(run_dir / checkpoint.CONFIG, cfg.to_json() + "\n")
         checkpoint.write_text(run_dir / checkpoint.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        checkpoint.write_text(run_dir / checkpoint.PROVENANCE, json.dumps(_provenance(run_dir, start, dataset, cfg), indent=2) + "\n")
+        checkpoint.write_text(run_dir / checkpoint.PROVENANCE,
+                              json.dumps(_provenance(run_dir, start, dataset, cfg), indent=2) + "\n")
         checkpoint.write_metrics(run_dir / checkpoint.METRICS, rows)  # drops the rows logged after the checkpoint
 
     model = net

@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import xarray as xr
-
 from conftest import TINY_DATES, TINY_GRID, smooth_fields
+
 from sitsr_core import checkpoint, dataset, downscale, io
 from sitsr_core.cli import main
 from sitsr_core.config import apply_overrides, profile

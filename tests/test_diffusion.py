@@ -145,7 +145,7 @@ def test_loss_decreases_on_toy_problem(objective):
             return float(diffusion.loss(net, y, ctx, mask, cfg, generator=gg))
 
     before = evaluate()
-    for i in range(STEPS):
+    for _ in range(STEPS):
         idx = torch.randint(0, 64, (8,), generator=g)
         loss = diffusion.loss(net, y[idx], ctx[idx], mask[idx], cfg, generator=g)
         opt.zero_grad()

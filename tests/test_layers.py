@@ -116,7 +116,8 @@ def test_the_cycle_finder_finds_a_hidden_cycle():
 
 def test_relative_imports_resolve_to_modules():
     path = PACKAGE / "readers" / "cs2smos.py"
-    tree = ast.parse("from . import finish\nfrom ._common import finish\nfrom ..errors import X\nfrom . import osisaf\n")
+    tree = ast.parse("from . import finish\nfrom ._common import finish\n"
+                     "from ..errors import X\nfrom . import osisaf\n")
     got = [t for node in tree.body for t in _targets(node, "sitsr_core.readers.cs2smos", False)]
     assert got == ["sitsr_core.readers", "sitsr_core.readers._common", "sitsr_core.errors", "sitsr_core.readers.osisaf"]
     assert path.exists()
@@ -147,7 +148,7 @@ def test_no_function_local_internal_import():
     assert not stale, f"these are at the top now: remove them from KNOWN_LOCAL_IMPORTS: {sorted(stale)}"
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))  # __main__ runs the CLI
 def test_each_module_imports_alone(module):
     r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                        cwd=PACKAGE.parent, timeout=300)

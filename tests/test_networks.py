@@ -100,5 +100,6 @@ def test_sinusoidal_embedding_closed_form():
     x = [0.0, 0.1234]
     e = sinusoidal_embedding(torch.tensor(x), 6, max_frequency=100.0)
     freqs = (1, 10, 100)
-    expect = [[math.sin(2 * math.pi * f * v) for f in freqs] + [math.cos(2 * math.pi * f * v) for f in freqs] for v in x]
+    expect = [[math.sin(2 * math.pi * f * v) for f in freqs] + [math.cos(2 * math.pi * f * v) for f in freqs]
+              for v in x]
     torch.testing.assert_close(e, torch.tensor(expect), atol=1e-4, rtol=0)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import fixtures_products as fp
 import numpy as np
 import pandas as pd
 import pyproj
 import pytest
 
-import fixtures_products as fp
 from sitsr_core.errors import SitsrDataError
 from sitsr_core.readers import (
     EASE2_NORTH_PROJ4,
@@ -19,7 +19,6 @@ from sitsr_core.readers import (
     read_topaz4,
     sniff_product,
 )
-
 
 
 @pytest.fixture(scope="module")
