@@ -24,7 +24,7 @@ Everything is defined in absolute projection coordinates (km) and absolute time
   and ~1.6 m in mid-winter). The concentration
   ramps from 0 at the edge to ~1 over a marginal ice zone of ``miz_width_deg``.
 * **Anomalies.** Two multiplicative log-normal random fields (large scale, > 300 km;
-  meso scale, a steep power law ``k**anomaly_slope`` between ~100 and ~500 km, so the
+  meso scale, a steep power law ``k**anomaly_slope`` between ~70 and ~500 km, so the
   pack between the features is smooth), each a cross-fade of seeded periodic
   realisations anchored every ``*_refresh_days`` and advected by the integrated drift
   since their anchor time: fields drift coherently from day to day and slowly renew.
@@ -231,7 +231,7 @@ class SynthConfig:
     anomaly_slope: float = -4.0
     anomaly_large_km: float = 300.0
     anomaly_meso_km: float = 500.0
-    anomaly_meso_min_km: float = 100.0
+    anomaly_meso_min_km: float = 70.0
     anomaly_anisotropy: float = 0.5
     anomaly_streak_width: float = 0.5
     large_refresh_days: float = 30.0
@@ -261,12 +261,12 @@ class SynthConfig:
     lead_open_fraction: float = 0.6
     lead_h0_m: float = 0.02
     lead_fade_days: float = 8.0
-    lead_core: float = 6.0
+    lead_core: float = 8.0
     lead_growth_m_per_sqrt_day: float = 0.05
     ridge_gain: float = 0.6
     ridge_h_cap_m: float = 1.2
     ridge_build_days: float = 0.3
-    lead_h_cap_m: float = 0.7
+    lead_h_cap_m: float = 0.55
     background_divergence: float = 0.001
     background_shear: float = 0.001
 
