@@ -309,7 +309,7 @@ def test_fine_scales_like_nextsim(central_days, central):
 
 
 def test_legacy_fine_scales_miss_the_band(central):
-    """The generator before issue 14 (reproduced by LEGACY_FINE_SCALES) fails the band above: too strong, too Gaussian."""
+    """The generator before issue 14 (LEGACY_FINE_SCALES) fails the band above: too strong, too Gaussian."""
     land = central.land_mask()
     a = synth_day(central, "2021-01-15", cfg=SynthConfig(**synth.LEGACY_FINE_SCALES))
     s = synth.fine_scale_stats(a["sit"], (a["sic"] > 0.15) & ~land)
