@@ -59,10 +59,12 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         # someone else cannot run code when it is loaded (RNG states are saved as such values)
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \S+", str(exc))
-        what = f" ({found.group(1) or found.group(0)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # not a pickle at all, or a damaged one
+            raise SitsrConfigError(f"{path}: cannot be read as a checkpoint (not a torch checkpoint, or damaged)") \
+                from None
         raise SitsrConfigError(f"{path}: refused: the checkpoint holds objects other than weights and plain "
-                               f"values{what}, which could run code when loaded") from None
+                               f"values ({found.group(1)}), which could run code when loaded") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error
         raise SitsrConfigError(f"{path}: cannot be read as a checkpoint ({exc.__class__.__name__}: {exc})") from None
 
