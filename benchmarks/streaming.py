@@ -23,9 +23,10 @@ import argparse
 import json
 import os
 import platform
-import resource
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,12 +71,74 @@ def grown_store(src, dst, days: int, size: int = 384, time_chunk: int = 1) -> Pa
     new["split"] = ("time", np.full(days, "train", dtype="<U5"))
     new = new.assign_coords(time=pd.date_range("2000-01-01", periods=days, freq="D"))
     dst = Path(dst)
-    new.to_zarr(dst, mode="w", zarr_format=2, consolidated=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    new.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
     return dst
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of a process (MiB): shared pages split between the processes sharing them."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # the process has ended
+        return 0.0
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+class PeakMemory:
+    """Peak over time of the summed PSS of this process and its children (the loader's workers), sampled."""
+
+    def __init__(self, every: float = 0.02):
+        self.every, self.peak_mb = every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, _pss_mb(pid) + sum(_pss_mb(c) for c in _children(pid)))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _vm_hwm_mb() -> float:
+    """This process's own peak RSS (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across ``exec``)."""
+    text = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
 def measure(path: str, store, batches: int, batch: int, patch: int, workers: int) -> dict:
-    """One measurement in this process: ``{"setup_s", "patches_per_s", "peak_rss_mb"}``."""
+    """One measurement in this process: ``{"setup_s", "patches_per_s", "peak_pss_mb", "peak_rss_main_mb"}``.
+
+    ``peak_pss_mb``: sampled peak of the PSS summed over this process and its workers (pages shared after
+    the fork are counted once); ``peak_rss_main_mb``: this process's own high-water mark.
+    """
+    with PeakMemory() as mem:
+        res = _measure(path, store, batches, batch, patch, workers)
+    return {**res, "peak_pss_mb": mem.peak_mb, "peak_rss_main_mb": _vm_hwm_mb()}
+
+
+def _measure(path: str, store, batches: int, batch: int, patch: int, workers: int) -> dict:
     cfg = apply_overrides(profile("quick"), [f"data.patch={patch}"])
     t0 = time.perf_counter()
     ds = open_dataset(store)
@@ -98,9 +161,7 @@ def measure(path: str, store, batches: int, batch: int, patch: int, workers: int
             first = time.perf_counter()
         n += ctx.shape[0]
     end = time.perf_counter()
-    rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-           + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB on Linux; workers are children
-    return {"setup_s": first - t0, "patches_per_s": (n - batch) / max(end - first, 1e-9), "peak_rss_mb": rss / 1024}
+    return {"setup_s": first - t0, "patches_per_s": (n - batch) / max(end - first, 1e-9)}
 
 
 def run(src, work, days: list[int], out, batches: int = 100, batch: int = 16, patch: int = 64,
