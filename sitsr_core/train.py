@@ -542,8 +542,10 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     local = tc.batch // world
     sl = slice(rank * local, (rank + 1) * local)
     mf = torch.channels_last if tc.channels_last else torch.contiguous_format
-    batches = iter(patch_loader(patches, DrawBatches(sampler, rng, tc.batch, max(tc.steps - start, 0), rank, world),
-                                workers=loader_workers))
+    with torch.random.fork_rng(devices=[]):  # the DataLoader draws its base seed from the global generator,
+        # which the checkpoint saves: keep it out of the training state so a resumed run stays bit-identical
+        batches = iter(patch_loader(patches, DrawBatches(sampler, rng, tc.batch, max(tc.steps - start, 0), rank,
+                                                         world), workers=loader_workers))
     bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not (progress and rank == 0))
     acc_loss, acc_n, t_log, n_log = 0.0, 0, 0.0, 0
     if state is not None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from statecmp import assert_same_states
 
-from sitsr_core import checkpoint as ck
+from sitsr_core import checkpoint
 from sitsr_core import train as trainmod
 from sitsr_core.config import Config, apply_overrides, profile
 from sitsr_core.dataset import open_dataset
@@ -75,7 +75,7 @@ def test_run_folder_contents(runs, tiny_dataset):
     assert set(stats) >= {"sit", "sit_lr", "anomaly"}
     with open(full / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert tuple(rows[0]) == ck.METRIC_COLUMNS
+    assert tuple(rows[0]) == checkpoint.METRIC_COLUMNS
     assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]
     val = [r for r in rows if r["val_loss"]]
     assert [int(r["step"]) for r in val] == [3, 6]
@@ -91,18 +91,18 @@ def test_run_folder_contents(runs, tiny_dataset):
         assert np.isfinite(float(r["val_rmse"])) and float(r["val_rmse"]) != float(r["val_rmse_interp"])
     assert float(val[0]["val_rmse"]) != float(val[1]["val_rmse"])
     assert all(float(r["loss"]) > 0 and float(r["samples_per_s"]) > 0 for r in rows if r["loss"])
-    state = ck.load_checkpoint(full / "checkpoint.pt")
+    state = checkpoint.load_checkpoint(full / "checkpoint.pt")
     assert state["step"] == 6 and {"model", "ema", "optimizer", "rng"} <= set(state)
 
 
 def test_resume_is_exact(runs):
     full, part = runs
-    a, b = ck.load_checkpoint(full / "checkpoint.pt"), ck.load_checkpoint(part / "checkpoint.pt")
+    a, b = checkpoint.load_checkpoint(full / "checkpoint.pt"), checkpoint.load_checkpoint(part / "checkpoint.pt")
     assert a["step"] == b["step"] == 6
     assert_same_states(a, b)
     # the EMA differs from the live weights (it is really tracked)
     assert any(not torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])
-    ma, mb = ck.read_metrics(full / "metrics.csv"), ck.read_metrics(part / "metrics.csv")
+    ma, mb = checkpoint.read_metrics(full / "metrics.csv"), checkpoint.read_metrics(part / "metrics.csv")
     assert [r["step"] for r in ma] == [r["step"] for r in mb]
     # the 3-step run legitimately logged its last step, so only rows 2 and 6 average the same steps
     assert [r["loss"] for r in ma if r["step"] in (2, 6)] == [r["loss"] for r in mb if r["step"] in (2, 6)]
@@ -136,13 +136,13 @@ def test_two_process_gloo_matches_single_process(runs, tiny_dataset, tmp_path):
            "--set", "train.val_every=100", "--no-progress", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = ck.load_checkpoint(full / "checkpoint.pt"), ck.load_checkpoint(run / "checkpoint.pt")
+    a, b = checkpoint.load_checkpoint(full / "checkpoint.pt"), checkpoint.load_checkpoint(run / "checkpoint.pt")
     assert b["step"] == 6
     diffs = [(a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"]]
     scale = max(a["model"][k].abs().max().item() for k in a["model"])
     # same global batch: the two runs differ only by floating-point summation order
     assert max(diffs) < 1e-3 * scale, max(diffs)
-    ma, mb = ck.read_metrics(full / "metrics.csv"), ck.read_metrics(run / "metrics.csv")
+    ma, mb = checkpoint.read_metrics(full / "metrics.csv"), checkpoint.read_metrics(run / "metrics.csv")
     la = [r["loss"] for r in ma if r["loss"] is not None]
     lb = [r["loss"] for r in mb if r["loss"] is not None]
     np.testing.assert_allclose(la, lb, rtol=1e-4)
