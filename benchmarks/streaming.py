@@ -44,25 +44,26 @@ from sitsr_core.train import PatchSampler, make_batch, normalise_days, read_days
 KEEP = ("sit", "sit_lr", "sic_lr", "divergence_lr", "shear_lr", "sit_interp", "sic")
 
 
-def grown_store(src, dst, days: int, size: int = 384, time_chunk: int = 1) -> Path:
+def grown_store(src, dst, days: int, size: int = 384, time_chunk: int = 1, space_chunk: int | None = None) -> Path:
     """A store of ``days`` training days on a ``size`` x ``size`` window from the days of the store ``src``.
 
     The source window is tiled to ``size`` (cropped) and its days repeated, day ``i`` scaled by
     ``1 + 0.01 sin(i)`` and every value by ``1 + 0.001 N(0, 1)`` so that no two days are equal and the
     chunks compress about as little as real fields; every day is ``train``. Written chunk by chunk
-    (dask), ``time_chunk`` days per chunk, to ``dst`` (replaced).
+    (dask), chunks of ``time_chunk`` days by ``space_chunk`` (default ``size``) squared cells, to ``dst``.
     """
     ds = xr.open_zarr(src, consolidated=True)
     T, H, W = ds["sit"].shape
     reps = (-(-size // H), -(-size // W))
     idx = np.arange(days) % T
+    sc = space_chunk or size
     scale = da.from_array((1.0 + 0.01 * np.sin(np.arange(days))).astype(np.float32)[:, None, None],
                           chunks=(time_chunk, 1, 1))
     out = {}
     for name in KEEP:
         a = da.from_array(np.asarray(ds[name].values, dtype=np.float32), chunks=(1, H, W))[idx]
-        a = da.tile(a, (1,) + reps)[:, :size, :size].rechunk((time_chunk, size, size))
-        noise = da.random.default_rng(len(out)).standard_normal((days, size, size), chunks=(time_chunk, size, size),
+        a = da.tile(a, (1,) + reps)[:, :size, :size].rechunk((time_chunk, sc, sc))
+        noise = da.random.default_rng(len(out)).standard_normal((days, size, size), chunks=(time_chunk, sc, sc),
                                                               dtype=np.float32)
         out[name] = (("time", "y", "x"), a * scale * (1 + 1e-3 * noise), ds[name].attrs)
     mask = np.tile(np.asarray(ds["mask"].values), reps)[:size, :size]
@@ -165,22 +166,27 @@ def _measure(path: str, store, batches: int, batch: int, patch: int, workers: in
 
 
 def run(src, work, days: list[int], out, batches: int = 100, batch: int = 16, patch: int = 64,
-        workers: list[int] = (0, 2), time_chunks: list[int] = (1, 12), size: int = 384) -> dict:
-    """All measurements (one subprocess each); the JSON written to ``out`` (temp name, then renamed)."""
+        workers: list[int] = (0, 2), chunks: list[str] = ("1:384", "12:384", "1:128"), size: int = 384) -> dict:
+    """All measurements (one subprocess each); the JSON written to ``out`` (temp name, then renamed).
+
+    ``chunks``: store layouts ``"DAYS:CELLS"`` (days per chunk, chunk side); the in-memory path is measured
+    on the first one only (its layout does not matter once the days are in memory).
+    """
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for tc in time_chunks:
+    for layout in chunks:
+        tc, sc = (int(v) for v in layout.split(":"))
         for n in days:
-            store = work / f"grown_{n}d_c{tc}.zarr"
+            store = work / (f"grown_{n}d_c{tc}.zarr" if sc == size else f"grown_{n}d_c{tc}x{sc}.zarr")
             if not store.exists():
-                grown_store(src, store, n, size=size, time_chunk=tc)
-            cases = ([("stream", w) for w in workers] + ([("memory", 0)] if tc == time_chunks[0] else []))
+                grown_store(src, store, n, size=size, time_chunk=tc, space_chunk=sc)
+            cases = ([("stream", w) for w in workers] + ([("memory", 0)] if layout == chunks[0] else []))
             for path, w in cases:
                 cmd = [sys.executable, "-m", "benchmarks.streaming", "--one", path, "--store", str(store),
                        "--batches", str(batches), "--batch", str(batch), "--patch", str(patch), "--workers", str(w)]
                 res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-                row = {"path": path, "days": n, "time_chunk": tc, "workers": w, **res}
+                row = {"path": path, "days": n, "time_chunk": tc, "space_chunk": sc, "workers": w, **res}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     result = {"what": "peak RSS and patches/s of training batches against the number of days (issue 17 item 4)",
@@ -199,7 +205,8 @@ def main(argv=None) -> None:
     ap.add_argument("--src", help="small dataset store the grown stores are made from")
     ap.add_argument("--work", default="/tmp/sitsr_streaming", help="folder of the grown stores")
     ap.add_argument("--days", type=int, nargs="+", default=[30, 180, 720])
-    ap.add_argument("--time-chunks", type=int, nargs="+", default=[1, 12])
+    ap.add_argument("--chunks", nargs="+", default=["1:384", "12:384", "1:128"],
+                    help="store layouts DAYS:CELLS (days per chunk, chunk side)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--out", default="benchmarks/results/streaming_cpu.json")
     ap.add_argument("--one", choices=["memory", "stream"], help="(internal) one measurement, JSON on stdout")
@@ -213,7 +220,7 @@ def main(argv=None) -> None:
         print(json.dumps(measure(a.one, a.store, a.batches, a.batch, a.patch, workers)))
         return
     run(a.src, a.work, a.days, a.out, batches=a.batches, batch=a.batch, patch=a.patch, workers=a.workers,
-        time_chunks=a.time_chunks)
+        chunks=a.chunks)
 
 
 if __name__ == "__main__":
