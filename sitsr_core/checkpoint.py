@@ -106,6 +106,8 @@ def read_json(path) -> dict:
 
 def read_config(run_dir) -> Config:
     """The :class:`Config` saved in a run folder."""
+    if not Path(run_dir).is_dir():
+        raise SitsrInputError(f"{run_dir}: run folder not found")
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise SitsrInputError(f"{path}: not found ({run_dir} is not a training run folder)")
@@ -183,8 +185,6 @@ def load_run(run_dir, device="cpu", weights: str = "ema", bf16: bool | None = No
         (EMA weights of ``run_dir/base``).
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SitsrInputError(f"{run_dir}: run folder not found")
     cfg = read_config(run_dir)
     stats = read_norm_stats(run_dir)
     ckpt = load_checkpoint(run_dir / CHECKPOINT)

@@ -34,7 +34,8 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import __version__, observe
-from .checkpoint import LoadedRun, load_run
+from .checkpoint import LoadedRun, load_run, read_config
+from .config import STOCHASTIC_SAMPLERS
 from .dataset import open_dataset, split_days
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, exit_status
 from .filters import block_sum
@@ -358,14 +359,13 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     if out_path.exists() and not overwrite:
         raise SitsrInputError(f"{out_path}: output exists; pass overwrite=True (--overwrite) to replace it")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run = load_run(run_dir, device=device, bf16=bf16)
-    cfg = run.cfg
+    cfg = read_config(run_dir)  # settings checked before the weights are loaded
     sc = cfg.sample
     sampler = sc.sampler if sampler is None else str(sampler)
     if sampler not in SAMPLERS:
         raise SitsrInputError(f"downscale: sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
     members = sc.members if members is None else int(members)
-    if run.model.regression:  # a deterministic baseline has one member whatever is asked
+    if cfg.train.objective == "regression":  # a deterministic baseline has one member whatever is asked
         members = 1
     steps = sc.steps if steps is None else int(steps)
     eta = sc.eta if eta is None else float(eta)
@@ -374,11 +374,15 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     tile = sc.tile if tile is None else int(tile)
     overlap = sc.overlap if overlap is None else int(overlap)
     tile_batch = sc.tile_batch if tile_batch is None else int(tile_batch)
+    if eta > 0 and sampler not in STOCHASTIC_SAMPLERS:
+        raise SitsrInputError(f"downscale: eta {eta} > 0 needs a stochastic sampler "
+                              f"({', '.join(STOCHASTIC_SAMPLERS)}); {sampler} is deterministic (pass --sampler ddim)")
     if members < 1 or steps < 1 or eta < 0 or chunk < 1:
         raise SitsrInputError(f"downscale: need members >= 1, steps >= 1, eta >= 0, chunk >= 1 "
                               f"(got {members}, {steps}, {eta}, {chunk})")
     if not 0 <= overlap < tile // 2:
         raise SitsrInputError(f"downscale: overlap {overlap} must be >= 0 and < tile / 2 (tile {tile})")
+    run = load_run(run_dir, device=device, bf16=bf16)
 
     fields, mask, coords, date = read_context(data_path, date, lr_file, run.features)
     dataset = None if lr_file is not None else dataset_record(open_dataset(data_path), data_path)
@@ -442,10 +446,10 @@ def write_ensemble(out_path, sit, fields, mask, coords, date, attrs: dict, *, ov
                                                    standard_name="sea_ice_thickness")),
         "sit_ai_mean": (("y", "x"), sit.mean(axis=0), dict(m_attrs, long_name="ensemble mean of sit_ai",
                                                            standard_name="sea_ice_thickness",
-                                                           cell_methods="member: mean")),
+                                                           cell_methods="realization: mean")),
         "sit_ai_std": (("y", "x"), sit.std(axis=0, ddof=1) if members > 1 else np.zeros((H, W), np.float32),
                        dict(m_attrs, long_name="ensemble standard deviation of sit_ai (ddof=1)",
-                            standard_name="sea_ice_thickness", cell_methods="member: standard_deviation")),
+                            standard_name="sea_ice_thickness", cell_methods="realization: standard_deviation")),
         "sit_lr": (("y", "x"), fields["sit_lr"], dict(m_attrs, long_name="low-resolution context thickness")),
         "mask": (("y", "x"), mask.astype(np.int8), dict(grid_attrs, long_name="ocean mask",
                                                          flag_values=np.array([0, 1], np.int8),

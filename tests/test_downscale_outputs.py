@@ -21,8 +21,8 @@ def test_output_attributes_are_cf_and_carry_no_absolute_path(smoke_run, tiny_dat
                               out_path=tmp_path / "o.nc", progress=False)
     with xr.open_dataset(out) as ds:
         assert ds["member"].attrs["standard_name"] == "realization"
-        assert ds["sit_ai_mean"].attrs["cell_methods"] == "member: mean"
-        assert ds["sit_ai_std"].attrs["cell_methods"] == "member: standard_deviation"
+        assert ds["sit_ai_mean"].attrs["cell_methods"] == "realization: mean"
+        assert ds["sit_ai_std"].attrs["cell_methods"] == "realization: standard_deviation"
         for key in ("history", "institution", "source"):
             assert ds.attrs[key], key
         assert "sitsr" in ds.attrs["history"] and ds.attrs["run"] == Path(smoke_run).name
