@@ -27,6 +27,7 @@ Two presets:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluate, io
+from . import evaluate, io, observe
+from .baselines import window_grid
 from .checkpoint import BASE, load_run, read_config
 from .config import apply_overrides
 from .dataset import SplitSpec, constitute, constitute_day, open_dataset, split_days
@@ -218,8 +220,10 @@ class _Inputs:
         if mask.shape != self.ds["mask"].shape:
             raise SitsrInputError(f"sweep: the moorings {self.moorings} are on a {mask.shape} grid, "
                                   f"the dataset on {self.ds['mask'].shape}")
-        out = constitute_day(io.check_day(raw, mask, f"{self.moorings} {day.date()}"), mask, kernel_km,
-                             self.sic_kernel_km)
+        # the dataset's own observation operator, with the other training box filter
+        operator = dataclasses.replace(observe.operator_of(self.ds), kernel_km=kernel_km)
+        out = constitute_day(io.check_day(raw, mask, f"{self.moorings} {day.date()}"), mask, operator=operator,
+                             grid=window_grid(self.ds), date=day)
         return {k: out[k] for k in ("sit_lr", "divergence_lr", "shear_lr", "sit_interp")}
 
 
@@ -291,9 +295,10 @@ def train_variant(v: Variant, base_run, data_path, runs_dir, moorings=None, prog
             splits = SplitSpec(val=tuple(map(tuple, spec["val"])), test=tuple(map(tuple, spec["test"])),
                                gap_days=int(spec["gap_days"]))
             days = base["time"].values
+            operator = dataclasses.replace(observe.operator_of(base), kernel_km=v.kernel_km)
             constitute(moorings, data, kernel_km=v.kernel_km, sic_kernel_km=float(base.attrs["sic_kernel_km"]),
-                       splits=splits, start=str(days[0])[:10], end=str(days[-1])[:10], allow_gaps=True,
-                       progress=progress)
+                       operator=operator, splits=splits, start=str(days[0])[:10], end=str(days[-1])[:10],
+                       allow_gaps=True, progress=progress)
 
     def fit(run: Path, cfg, base=None) -> Path:
         if not (run / "checkpoint.pt").exists() or json.loads((run / "config.json").read_text()) != cfg.to_dict():
