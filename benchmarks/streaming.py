@@ -38,6 +38,7 @@ import xarray as xr
 from sitsr_core import loader
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.dataset import norm_stats, open_dataset
+from sitsr_core.io import atomic_output
 from sitsr_core.train import PatchSampler, make_batch, normalise_days, read_days
 
 #: Variables a grown store keeps (what :func:`sitsr_core.dataset.open_dataset` requires).
@@ -192,11 +193,9 @@ def run(src, work, days: list[int], out, batches: int = 100, batch: int = 16, pa
     result = {"what": "peak RSS and patches/s of training batches against the number of days (issue 17 item 4)",
               "window": [size, size], "batch": batch, "patch": patch, "batches": batches,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared)",
-              "command": " ".join(sys.argv), "rows": rows}
-    out = Path(out)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+              "command": " ".join(["python -m benchmarks.streaming", *sys.argv[1:]]), "rows": rows}
+    with atomic_output(out, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
