@@ -157,7 +157,7 @@ test-fast: lint system-deps
 
 # ---- the main job -------------------------------------------------------------------------
 $(STAMP)/synth-$(REGION).done: $(STAMP)/synth-$(REGION).params sitsr_core/synth.py sitsr_core/synth_files.py \
-    sitsr_core/io.py $(if $(FORCE),ALWAYS) | venv
+    sitsr_core/fileio.py $(if $(FORCE),ALWAYS) | venv
 	$(SITSR) synth --region $(REGION) --start $(START) --end $(END) --seed $(SEED) --out $(MOORINGS) --overwrite
 	@touch $@
 

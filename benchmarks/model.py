@@ -452,7 +452,7 @@ def make_sample_case(model: str, precision: str, H: int, W: int, members: int, s
     ``model``: ``sitsr``, ``sitsr_compile`` (the same through ``torch.compile``; built once per
     precision and device, so its warm-up compiles it for the timed call) or ``diffusers``.
     """
-    from sitsr_core import diffusion, sampling
+    from sitsr_core import sampling
 
     dev = torch.device(device)
     bf16 = precision == "bf16_cl"

@@ -117,7 +117,7 @@ _ORDER = ("environment", "device", "sizes", "models", "summary", "section_second
 def _write(result: dict, out: Path) -> None:
     """Write atomically, keys in a fixed order (headers and summary first)."""
     result = {k: result[k] for k in sorted(result, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER))}
-    from sitsr_core.io import atomic_output
+    from sitsr_core.fileio import atomic_output
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out, overwrite=True) as tmp:

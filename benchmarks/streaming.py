@@ -38,7 +38,7 @@ import xarray as xr
 from sitsr_core import loader
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.dataset import norm_stats, open_dataset
-from sitsr_core.io import atomic_output
+from sitsr_core.fileio import atomic_output
 from sitsr_core.train import PatchSampler, make_batch, normalise_days, read_days
 
 #: Variables a grown store keeps (what :func:`sitsr_core.dataset.open_dataset` requires).

@@ -27,7 +27,7 @@ import xarray as xr
 from scipy import ndimage
 from scipy.sparse.linalg import LinearOperator, lsqr
 
-from . import filters, io, observe
+from . import fileio, filters, observe
 from .errors import SitsrDataError, SitsrInputError
 from .grid import Grid
 
@@ -258,6 +258,6 @@ def stored_regularisation(data: str | os.PathLike, **kwargs) -> float:
         if saved.get("observation_operator") == op:
             return float(saved["reg"])
     reg = choose_regularisation(ds, "val", **kwargs)
-    with io.atomic_output(path, overwrite=True) as tmp:
+    with fileio.atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps({"reg": reg, "split": "val", "observation_operator": op}))
     return reg

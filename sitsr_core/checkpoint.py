@@ -7,7 +7,7 @@ commit and config hash; :mod:`sitsr_core.provenance`). A ``residual`` run also h
 regression run in ``base/`` (config, statistics, provenance and EMA weights), so that the folder
 alone regenerates its ensembles. :func:`load_run` returns a :class:`LoadedRun`: the
 :class:`~sitsr_core.diffusion.Denoiser`, its config and statistics, and the loaded base run.
-Every file is written through :func:`sitsr_core.io.atomic_output`.
+Every file is written through :func:`sitsr_core.fileio.atomic_output`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from .config import Config
 from .diffusion import Denoiser
 from .errors import SitsrConfigError, SitsrInputError
-from .io import atomic_output
+from .fileio import atomic_output
 from .networks import build_network
 
 CHECKPOINT = "checkpoint.pt"

@@ -63,8 +63,9 @@ def _evaluate(a):
     r = evaluate_run(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
                  overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, device=a.device)
     s = r["skill"]["scores"]
-    log.info(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, interpolation {s['interp']['rmse']:.3f} m, "
-          f"CRPS {s['ensemble']['crps']:.3f} m over {len(r['days'])} days")
+    log.info(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, "
+             f"interpolation {s['interp']['rmse']:.3f} m, CRPS {s['ensemble']['crps']:.3f} m "
+             f"over {len(r['days'])} days")
 
 
 def _features(a):

@@ -337,8 +337,8 @@ def profile(name: str) -> Config:
         # 64x64 (~26 samples/s), ~15 s per validation ensemble on the 384x384 "central" window, so 500 steps
         # take ~5.5 minutes; make book trains five such runs (regression baseline, diffusion on its residual,
         # anomaly and full-field targets, sit + sic) within its 45 minutes. v-prediction: at such short budgets
-        # eps-prediction gave noisy samples (smoke model, 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v and 0.38 m
-        # for interpolation). Validation ensemble-mean RMSE of the quick model: 0.40 m after 500 steps,
+        # eps-prediction gave noisy samples (smoke model, 600 steps: ensemble-mean RMSE 0.60 m against 0.31 m for v
+        # and 0.38 m for interpolation). Validation ensemble-mean RMSE of the quick model: 0.40 m after 500 steps,
         # 0.35 m after 1000 (interpolation 0.61 m). One 384x384 tile samples fastest.
         return Config(
             data=DataConfig(patch=64),

@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import filters, io, observe
+from . import fileio, filters, observe
 from .errors import SitsrDataError, SitsrInputError
 from .grid import Grid
 from .observe import ObservationOperator
@@ -188,7 +188,7 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     start, end : str, optional
         Restrict to these dates (inclusive).
     mapping, allow_gaps
-        Passed to :func:`sitsr_core.io.open_moorings`.
+        Passed to :func:`sitsr_core.fileio.open_moorings`.
     overwrite : bool
         Replace an existing output.
     progress : bool
@@ -207,13 +207,13 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     out = Path(out)
     if out.suffix not in (".zarr", ".nc"):
         raise SitsrInputError(f"{out}: output must end in .zarr or .nc")
-    io.check_output(out, overwrite)
+    fileio.check_output(out, overwrite)
     filters.box_kernel(kernel_km)
     filters.box_kernel(sic_kernel_km)
     if isinstance(operator, str):
         operator = ObservationOperator(operator, seed, kernel_km, sic_kernel_km)
     operator = operator.validate()
-    src, grid = io.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
+    src, grid = fileio.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
     if start or end:
         src = src.sel(time=slice(start, end))
         if src.sizes["time"] == 0:
@@ -236,9 +236,9 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     with tqdm(total=len(dates), desc="constitute", unit="day", disable=not progress) as bar:
         for c0 in range(0, len(dates), CHUNK_DAYS):  # a chunk of days shares one regridding per product grid
             idx = range(c0, min(c0 + CHUNK_DAYS, len(dates)))
-            checked = [io.check_day({v: src[v].isel(time=i).values for v in io.VARIABLES}, mask,
+            checked = [fileio.check_day({v: src[v].isel(time=i).values for v in fileio.VARIABLES}, mask,
                                     f"{files} {dates[i].date()}") for i in idx]
-            obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in io.VARIABLES}, mask, operator,
+            obs = observe.observe_days({v: np.stack([d[v] for d in checked]) for v in fileio.VARIABLES}, mask, operator,
                                        grid, dates[c0:idx.stop])
             for j, i in enumerate(idx):
                 fields = {v: np.where(mask, checked[j][v], np.nan).astype(np.float32) for v in ("sit", "sic")}
@@ -296,7 +296,7 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         "splits": json.dumps({"val": spec.val, "test": spec.test, "gap_days": spec.gap_days}),
         "norm_stats": json.dumps(_stats(sums)),
     }
-    with io.atomic_output(out, overwrite=overwrite) as tmp:
+    with fileio.atomic_output(out, overwrite=overwrite) as tmp:
         if out.suffix == ".zarr":
             ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
         else:

@@ -38,9 +38,9 @@ from .checkpoint import LoadedRun, load_run, read_config
 from .config import STOCHASTIC_SAMPLERS
 from .dataset import open_dataset, split_days
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, exit_status
+from .fileio import atomic_output, open_netcdf, remove_stale_temporaries
 from .filters import block_sum
 from .grid import grid_mapping_attrs
-from .io import atomic_output, open_netcdf, remove_stale_temporaries
 from .provenance import dataset_attrs, dataset_record, provenance
 from .sampling import SAMPLERS, generate
 

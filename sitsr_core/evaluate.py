@@ -25,7 +25,7 @@ from .checkpoint import NORM_STATS, PROVENANCE, read_config, read_norm_stats, re
 from .dataset import FINAL_TABLE, open_dataset, split_days
 from .downscale import downscale_dates, output_name
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError
-from .io import atomic_output, check_netcdf_file
+from .fileio import atomic_output, check_netcdf_file
 from .provenance import dataset_record, differences, provenance
 
 

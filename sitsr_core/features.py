@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import downscale, io
+from . import downscale, fileio
 from .checkpoint import run_features
 from .config import FEATURES, Config
 from .errors import SitsrDataError, SitsrInputError
@@ -126,7 +126,8 @@ def product_features(ds: xr.Dataset, grid: Grid, kernel_km: float = 120.0, sic_k
     data["polar_stereographic"] = rg["polar_stereographic"]
     coords = {c: rg[c] for c in ("x", "y", "latitude", "longitude")}
     if "time" in rg.coords and rg["time"].size == 1:
-        coords["time"] = ((), np.datetime64(np.asarray(rg["time"].values).reshape(()), "ns"), dict(standard_name="time"))
+        coords["time"] = ((), np.datetime64(np.asarray(rg["time"].values).reshape(()), "ns"),
+                          dict(standard_name="time"))
     feats = [PRODUCT_VARIABLES[v] for v in names]
     attrs = {
         "Conventions": "CF-1.8",
@@ -159,7 +160,7 @@ def write_features(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fa
     """Write features (from :func:`product_features`) as the netCDF read by ``sitsr downscale --lr-file``.
 
     The file is written to a temporary sibling and renamed when complete
-    (:func:`sitsr_core.io.atomic_output`).
+    (:func:`sitsr_core.fileio.atomic_output`).
 
     Raises
     ------
@@ -171,7 +172,7 @@ def write_features(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = Fa
         raise SitsrInputError(f"{path}: features lack {', '.join(missing)} (build them with product_features)")
     path = Path(path)
     enc = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].ndim == 2}
-    with io.atomic_output(path, overwrite=overwrite) as tmp:
+    with fileio.atomic_output(path, overwrite=overwrite) as tmp:
         ds.to_netcdf(tmp, encoding=enc, format="NETCDF4")
     return path
 
@@ -198,7 +199,7 @@ def check_run_features(run, available, product: str = "this product") -> tuple[s
     """
     needed = tuple(run.data.features) if isinstance(run, Config) else run_features(run)
     if isinstance(available, (str, os.PathLike)):
-        with xr.open_dataset(io.check_netcdf_file(available)) as f:
+        with xr.open_dataset(fileio.check_netcdf_file(available)) as f:
             have = set(map(str, f.variables))
     elif isinstance(available, xr.Dataset):
         have = set(map(str, available.variables))
@@ -226,7 +227,7 @@ def downscale_product(run_dir, lr_file, out_path, **kwargs) -> Path:
     lr_file = Path(lr_file)
     if not lr_file.exists():
         raise SitsrInputError(f"{lr_file}: LR features file not found")
-    with xr.open_dataset(io.check_netcdf_file(lr_file)) as f:
+    with xr.open_dataset(fileio.check_netcdf_file(lr_file)) as f:
         product = f.attrs.get("product") or str(lr_file)
         have = [v for v in FEATURES if v in f.variables]
     check_run_features(run_dir, have, product)

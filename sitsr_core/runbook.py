@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import SitsrInputError
-from .io import atomic_output
+from .fileio import atomic_output
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -37,14 +37,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluate, io, observe
+from . import evaluate, fileio, observe
 from .baselines import window_grid
 from .checkpoint import BASE, load_run, read_config
 from .config import apply_overrides
 from .dataset import SplitSpec, constitute, constitute_day, open_dataset, split_days
 from .downscale import ensemble_metres
 from .errors import SitsrInputError
-from .io import atomic_output
+from .fileio import atomic_output
 from .train import train
 
 #: Metrics of a row (metres, W/m2 or ratios) and whether lower is better.
@@ -210,7 +210,7 @@ class _Inputs:
     def _refiltered(self, day: pd.Timestamp, kernel_km: float) -> dict:
         if self.moorings is None:
             raise SitsrInputError("sweep: the LR-filter axis re-filters the 4 km fields: pass the moorings files")
-        src, _ = io.open_moorings(self.moorings, allow_gaps=True)
+        src, _ = fileio.open_moorings(self.moorings, allow_gaps=True)
         try:
             raw = {v: np.asarray(src[v].sel(time=day).values, dtype=np.float32)
                    for v in ("sit", "sic", "divergence", "shear")}
@@ -222,7 +222,7 @@ class _Inputs:
                                   f"the dataset on {self.ds['mask'].shape}")
         # the dataset's own observation operator, with the other training box filter
         operator = dataclasses.replace(observe.operator_of(self.ds), kernel_km=kernel_km)
-        out = constitute_day(io.check_day(raw, mask, f"{self.moorings} {day.date()}"), mask, operator=operator,
+        out = constitute_day(fileio.check_day(raw, mask, f"{self.moorings} {day.date()}"), mask, operator=operator,
                              grid=window_grid(self.ds), date=day)
         return {k: out[k] for k in ("sit_lr", "divergence_lr", "shear_lr", "sit_interp")}
 

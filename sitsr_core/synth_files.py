@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io, synth
+from . import fileio, synth
 from .errors import SitsrInputError
 from .grid import get_grid
 
@@ -58,13 +58,13 @@ def write_synthetic_moorings(out_dir: str | os.PathLike, region: str = "central"
     bar = tqdm(total=len(dates), desc=f"synth {region}", unit="day", disable=not progress)
     for month in months:
         days = dates[dates.to_period("M") == month]
-        stack: dict[str, list[np.ndarray]] = {v: [] for v in io.VARIABLES}
+        stack: dict[str, list[np.ndarray]] = {v: [] for v in fileio.VARIABLES}
         for day in days:
             fields = synth.synth_day(grid, day, seed=seed, cfg=cfg)
-            for v in io.VARIABLES:
+            for v in fileio.VARIABLES:
                 stack[v].append(fields[v])
             bar.update()
-        ds = io.moorings_dataset(grid, days, {v: np.stack(a) for v, a in stack.items()}, attrs)
-        written.append(io.write_moorings(targets[month], ds, overwrite=overwrite))
+        ds = fileio.moorings_dataset(grid, days, {v: np.stack(a) for v, a in stack.items()}, attrs)
+        written.append(fileio.write_moorings(targets[month], ds, overwrite=overwrite))
     bar.close()
     return written

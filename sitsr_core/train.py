@@ -26,7 +26,7 @@ The EMA of the weights uses the decay ``min(train.ema, (1 + step) / (10 + step))
 learning rate is constant.
 
 Interruptions: every file of the run folder is written atomically
-(:func:`sitsr_core.io.atomic_output`), so a crash leaves the last checkpoint and no partial file;
+(:func:`sitsr_core.fileio.atomic_output`), so a crash leaves the last checkpoint and no partial file;
 ``resume=True`` removes the temporaries of killed processes, drops the ``metrics.csv`` rows after
 the checkpoint and continues bit-identically (a run killed before its first checkpoint restarts
 from step 0). The first SIGINT (Ctrl-C) stops the loop after the current step, saves a checkpoint
@@ -36,7 +36,7 @@ ranks agree on the stop through an all-reduce of the request after each step.
 
 Testing hook: the environment variable ``SITSR_TEST_KILL_AT_STEP=N`` (or ``N:INT``) makes the
 process send itself SIGKILL (or SIGINT) at the end of step ``N``, after that step's writes; with
-``SITSR_TEST_KILL_BEFORE_RENAME`` (:data:`sitsr_core.io.KILL_BEFORE_RENAME_ENV`) it dies in the
+``SITSR_TEST_KILL_BEFORE_RENAME`` (:data:`sitsr_core.fileio.KILL_BEFORE_RENAME_ENV`) it dies in the
 middle of writing a file. The interruption tests use them to stop a run at exact points.
 """
 
@@ -57,8 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, diffusion, sampling
-from . import io as iomod
+from . import checkpoint, diffusion, fileio, sampling
 from .config import Config, apply_overrides, profile
 from .dataset import norm_stats, open_dataset
 from .downscale import base_field, postprocess
@@ -522,7 +521,7 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
 
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        iomod.remove_stale_temporaries(run_dir)
+        fileio.remove_stale_temporaries(run_dir)
         checkpoint.write_text(run_dir / checkpoint.CONFIG, cfg.to_json() + "\n")
         checkpoint.write_text(run_dir / checkpoint.NORM_STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
         checkpoint.write_text(run_dir / checkpoint.PROVENANCE,

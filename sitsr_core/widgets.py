@@ -36,8 +36,8 @@ from . import plotting, spectra
 from .dataset import open_dataset
 from .downscale import parse_output_name
 from .errors import SitsrDataError, SitsrInputError
+from .fileio import check_netcdf_file
 from .grid import Grid, cartopy_crs, grid_from_xy
-from .io import check_netcdf_file
 from .plotting import setup_cartopy
 
 #: Views of the explorer: value -> (label, field kind for colour map and scale).

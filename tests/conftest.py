@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from sitsr_core import dataset, io
+from sitsr_core import dataset, fileio
 from sitsr_core.grid import Grid
 
 #: The real sample files, tracked in the repository (origin, licence, sha256: data/samples/README.md).
@@ -51,8 +51,8 @@ def tiny_moorings(tmp_path_factory) -> Path:
     for month in ("2020-11", "2020-12"):
         sel = TINY_DATES.strftime("%Y-%m") == month
         if sel.any():
-            ds = io.moorings_dataset(TINY_GRID, TINY_DATES[sel], {k: v[sel] for k, v in fields.items()})
-            io.write_moorings(folder / f"Moorings_{month.replace('-', 'm')}.nc", ds)
+            ds = fileio.moorings_dataset(TINY_GRID, TINY_DATES[sel], {k: v[sel] for k, v in fields.items()})
+            fileio.write_moorings(folder / f"Moorings_{month.replace('-', 'm')}.nc", ds)
     return folder
 
 

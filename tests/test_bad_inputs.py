@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from conftest import TINY_DATES, TINY_GRID, smooth_fields
 
-from sitsr_core import checkpoint, dataset, downscale, io
+from sitsr_core import checkpoint, dataset, downscale, fileio
 from sitsr_core.cli import main
 from sitsr_core.config import apply_overrides, profile
 from sitsr_core.train import train
@@ -19,9 +19,9 @@ from sitsr_core.train import train
 def moorings(folder, dates=TINY_DATES[:14], edit=None, name="Moorings_2020m11.nc"):
     """Write one moorings file, optionally edited (``edit(ds) -> ds``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    ds = io.moorings_dataset(TINY_GRID, dates, smooth_fields(TINY_GRID, dates, seed=5))
+    ds = fileio.moorings_dataset(TINY_GRID, dates, smooth_fields(TINY_GRID, dates, seed=5))
     ds = edit(ds) if edit else ds
-    enc = {v: {"_FillValue": np.float32(np.nan)} for v in io.VARIABLES if v in ds}
+    enc = {v: {"_FillValue": np.float32(np.nan)} for v in fileio.VARIABLES if v in ds}
     ds.to_netcdf(folder / name, encoding=enc)
     return folder
 
@@ -75,7 +75,8 @@ def test_dataset_missing_files(capsys, tmp_path):
 def test_dataset_not_netcdf(capsys, tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "Moorings_2020m11.nc").write_bytes(b"\x89HDF\r\n truncated")
-    expect_error(capsys, "Moorings_2020m11.nc: cannot be read as netCDF", *dataset_args(tmp_path / "src", tmp_path / "d.zarr"),
+    expect_error(capsys, "Moorings_2020m11.nc: cannot be read as netCDF", *dataset_args(tmp_path / "src",
+                                                                                        tmp_path / "d.zarr"),
                  absent=tmp_path / "d.zarr")
 
 
@@ -89,12 +90,14 @@ def test_dataset_truncated_netcdf(capsys, tmp_path):
 
 def test_dataset_missing_variable(capsys, tmp_path):
     src = moorings(tmp_path / "src", edit=lambda ds: ds.drop_vars("divergence"))
-    expect_error(capsys, "missing variable 'divergence'", *dataset_args(src, tmp_path / "d.zarr"), absent=tmp_path / "d.zarr")
+    expect_error(capsys, "missing variable 'divergence'", *dataset_args(src, tmp_path / "d.zarr"),
+                 absent=tmp_path / "d.zarr")
 
 
 def test_dataset_wrong_dimension_order(capsys, tmp_path):
     src = moorings(tmp_path / "src", edit=lambda ds: ds.transpose("time", "x", "y"))
-    expect_error(capsys, "has dims ('time', 'x', 'y'), expected ('time', 'y', 'x')", *dataset_args(src, tmp_path / "d.zarr"))
+    expect_error(capsys, "has dims ('time', 'x', 'y'), expected ('time', 'y', 'x')", *dataset_args(src,
+                                                                                                   tmp_path / "d.zarr"))
 
 
 def test_dataset_wrong_product(capsys, tmp_path):
@@ -131,7 +134,8 @@ def test_dataset_all_nan_day(capsys, tmp_path):
         ds["sit"][3] = np.nan
         return ds
 
-    expect_error(capsys, "2020-11-23: no valid sit value", *dataset_args(moorings(tmp_path / "src", edit=blank), tmp_path / "d.zarr"),
+    expect_error(capsys, "2020-11-23: no valid sit value", *dataset_args(moorings(tmp_path / "src", edit=blank),
+                                                                         tmp_path / "d.zarr"),
                  absent=tmp_path / "d.zarr")
 
 
@@ -144,11 +148,13 @@ def test_dataset_split_outside_data(capsys, tmp_path):
 def test_dataset_overlapping_splits(capsys, tmp_path):
     src = moorings(tmp_path / "src")
     expect_error(capsys, "overlaps another split window", "dataset", "--moorings", f"{src}/Moorings_*.nc", "--out",
-                 tmp_path / "d.zarr", "--val", "2020-11-25:2020-11-27", "--test", "2020-11-28:2020-11-30", "--gap-days", "2")
+                 tmp_path / "d.zarr", "--val", "2020-11-25:2020-11-27", "--test", "2020-11-28:2020-11-30",
+                 "--gap-days", "2")
 
 
 def test_dataset_bad_kernel(capsys, tmp_path):
-    expect_error(capsys, "kernel 102.0 km is not a positive multiple", *dataset_args(moorings(tmp_path / "src"), tmp_path / "d.zarr",
+    expect_error(capsys, "kernel 102.0 km is not a positive multiple", *dataset_args(moorings(tmp_path / "src"),
+                                                                                     tmp_path / "d.zarr",
                                                                                       "--kernel-km", "102"),
                  absent=tmp_path / "d.zarr")
 
@@ -165,18 +171,21 @@ def test_dataset_output_folder_missing(capsys, tmp_path):
 
 # --- train --------------------------------------------------------------------------------------
 def test_train_unknown_profile(capsys, tmp_path, tiny_dataset):
-    expect_error(capsys, "unknown profile 'fast'", "train", "--data", tiny_dataset, "--run", tmp_path / "r", "--profile", "fast")
+    expect_error(capsys, "unknown profile 'fast'", "train", "--data", tiny_dataset, "--run", tmp_path / "r",
+                 "--profile", "fast")
 
 
 def test_train_bad_override(capsys, tmp_path, tiny_dataset):
-    expect_error(capsys, "unknown config key 'train.learning_rate'", "train", "--data", tiny_dataset, "--run", tmp_path / "r",
+    expect_error(capsys, "unknown config key 'train.learning_rate'", "train", "--data", tiny_dataset, "--run",
+                 tmp_path / "r",
                  "--profile", "smoke", "--set", "train.learning_rate=1")
     expect_error(capsys, "bad value 'many' for train.steps", "train", "--data", tiny_dataset, "--run", tmp_path / "r",
                  "--profile", "smoke", "--set", "train.steps=many")
 
 
 def test_train_unknown_feature(capsys, tmp_path, tiny_dataset):
-    expect_error(capsys, "data.features ['sit_lr', 'snow_lr'] must be a non-empty subset", "train", "--data", tiny_dataset,
+    expect_error(capsys, "data.features ['sit_lr', 'snow_lr'] must be a non-empty subset", "train", "--data",
+                 tiny_dataset,
                  "--run", tmp_path / "r", "--profile", "smoke", "--set", "data.features=sit_lr,snow_lr")
 
 
@@ -193,7 +202,8 @@ def evaluate_args(run, data, tmp_path):
 
 
 def test_downscale_missing_run(capsys, tmp_path, tiny_dataset):
-    expect_error(capsys, "run folder not found", "downscale", "--run", tmp_path / "none", "--data", tiny_dataset, "--date",
+    expect_error(capsys, "run folder not found", "downscale", "--run", tmp_path / "none", "--data", tiny_dataset,
+                 "--date",
                  "2020-12-01", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
 
 
@@ -211,7 +221,8 @@ def test_downscale_date_outside_data(capsys, tmp_path, tiny_dataset, smoke_run):
 
 
 def test_downscale_zero_members(capsys, tmp_path, tiny_dataset, smoke_run):
-    expect_error(capsys, "need members >= 1", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date", "2020-12-01",
+    expect_error(capsys, "need members >= 1", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date",
+                 "2020-12-01",
                  "--members", "0", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
 
 
@@ -222,7 +233,8 @@ def test_downscale_negative_steps(capsys, tmp_path, tiny_dataset, smoke_run):
 
 def test_downscale_output_exists(capsys, tmp_path, tiny_dataset, smoke_run):
     (tmp_path / "o.nc").write_text("keep")
-    expect_error(capsys, "output exists", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date", "2020-12-01",
+    expect_error(capsys, "output exists", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date",
+                 "2020-12-01",
                  "--out", tmp_path / "o.nc")
     assert (tmp_path / "o.nc").read_text() == "keep"
 

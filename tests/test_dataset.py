@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
 from conftest import TINY_DATES, TINY_GRID, TINY_SPLITS, smooth_fields
-from sitsr_core import dataset, filters, io
+
+from sitsr_core import dataset, fileio, filters
 from sitsr_core.errors import SitsrDataError, SitsrInputError
 
 
 def write_one(path, dates=TINY_DATES[:5], **drop):
     fields = smooth_fields(TINY_GRID, dates, seed=3)
-    ds = io.moorings_dataset(TINY_GRID, dates, fields)
-    return io.write_moorings(path, ds.drop_vars(list(drop)) if drop else ds)
+    ds = fileio.moorings_dataset(TINY_GRID, dates, fields)
+    return fileio.write_moorings(path, ds.drop_vars(list(drop)) if drop else ds)
 
 
 def test_moorings_round_trip(tiny_moorings):
@@ -28,7 +28,7 @@ def test_moorings_round_trip(tiny_moorings):
         assert raw["sit"].dims == ("time", "y", "x")
         assert raw["sit"].attrs["grid_mapping"] == "polar_stereographic"
         assert raw["polar_stereographic"].attrs["straight_vertical_longitude_from_pole"] == -45.0
-    ds, grid = io.open_moorings(str(tiny_moorings / "Moorings_*.nc"))
+    ds, grid = fileio.open_moorings(str(tiny_moorings / "Moorings_*.nc"))
     assert grid == TINY_GRID
     np.testing.assert_array_equal(pd.DatetimeIndex(ds["time"].values), TINY_DATES)
     ref = smooth_fields(TINY_GRID, TINY_DATES)
@@ -40,7 +40,7 @@ def test_moorings_round_trip(tiny_moorings):
 def test_missing_variable_names_file_variable_and_present(tmp_path):
     path = write_one(tmp_path / "Moorings_2020m11.nc", shear=True)
     with pytest.raises(SitsrDataError) as err:
-        io.open_moorings(path)
+        fileio.open_moorings(path)
     msg = str(err.value)
     assert "Moorings_2020m11.nc" in msg and "'shear'" in msg and "divergence" in msg
 
@@ -49,36 +49,37 @@ def test_not_netcdf_and_no_match(tmp_path):
     bad = tmp_path / "Moorings_2020m11.nc"
     bad.write_text("not a netcdf file")
     with pytest.raises(SitsrDataError, match="Moorings_2020m11.nc.*cannot be read"):
-        io.open_moorings(bad)
+        fileio.open_moorings(bad)
     with pytest.raises(SitsrInputError, match="no moorings file matches"):
-        io.open_moorings(tmp_path / "nothing_*.nc")
+        fileio.open_moorings(tmp_path / "nothing_*.nc")
 
 
 def test_time_gap_and_grid_mismatch(tmp_path):
     write_one(tmp_path / "Moorings_a.nc", TINY_DATES[:3])
     write_one(tmp_path / "Moorings_b.nc", TINY_DATES[5:8])
     with pytest.raises(SitsrDataError, match="time gap between 2020-11-22 and 2020-11-25"):
-        io.open_moorings(str(tmp_path / "Moorings_*.nc"))
-    ds, _ = io.open_moorings(str(tmp_path / "Moorings_*.nc"), allow_gaps=True)
+        fileio.open_moorings(str(tmp_path / "Moorings_*.nc"))
+    ds, _ = fileio.open_moorings(str(tmp_path / "Moorings_*.nc"), allow_gaps=True)
     assert ds.sizes["time"] == 6
     other = tmp_path / "other"
     other.mkdir()
     write_one(other / "Moorings_a.nc", TINY_DATES[:3])
-    small = io.moorings_dataset(TINY_GRID, TINY_DATES[3:5], smooth_fields(TINY_GRID, TINY_DATES[3:5])).isel(x=slice(0, 32))
-    io.write_moorings(other / "Moorings_b.nc", small)
+    small = fileio.moorings_dataset(TINY_GRID, TINY_DATES[3:5], smooth_fields(TINY_GRID,
+                                                                              TINY_DATES[3:5])).isel(x=slice(0, 32))
+    fileio.write_moorings(other / "Moorings_b.nc", small)
     with pytest.raises(SitsrDataError, match="grid .* differs"):
-        io.open_moorings(str(other / "Moorings_*.nc"))
+        fileio.open_moorings(str(other / "Moorings_*.nc"))
 
 
 def test_check_day_masks_fill_and_reports_negative_thickness():
     mask = np.ones((4, 4), bool)
     day = {"sit": np.array([[1, -0.2, 9.97e36, np.nan]] * 4, np.float32), "sic": np.ones((4, 4)),
            "divergence": np.zeros((4, 4)), "shear": np.zeros((4, 4))}
-    with pytest.warns(io.SitsrDataWarning, match="file 2020-01-01: 4 negative sit"):
-        out = io.check_day(day, mask, "file 2020-01-01")
+    with pytest.warns(fileio.SitsrDataWarning, match="file 2020-01-01: 4 negative sit"):
+        out = fileio.check_day(day, mask, "file 2020-01-01")
     assert np.isnan(out["sit"][:, 2:]).all() and (out["sit"][:, 1] == 0).all()
     with pytest.raises(SitsrDataError, match="no valid sit"):
-        io.check_day({**day, "sit": np.full((4, 4), np.nan)}, mask, "f")
+        fileio.check_day({**day, "sit": np.full((4, 4), np.nan)}, mask, "f")
 
 
 def test_dataset_store_contents(tiny_dataset, tiny_moorings):
@@ -147,13 +148,15 @@ def test_output_exists_and_inputs_untouched(tiny_moorings, tiny_dataset):
 
 def test_cli_dataset_error_is_one_line(tmp_path, tiny_moorings):
     write_one(tmp_path / "Moorings_2020m11.nc", sic=True)
-    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings", str(tmp_path / "Moorings_*.nc"),
+    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings",
+                        str(tmp_path / "Moorings_*.nc"),
                         "--out", str(tmp_path / "x.zarr")], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "missing variable 'sic'" in r.stderr
     assert not (tmp_path / "x.zarr").exists()
     out = tmp_path / "ok.zarr"
-    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings", str(tiny_moorings / "Moorings_*.nc"),
+    r = subprocess.run([sys.executable, "-m", "sitsr_core.cli", "dataset", "--moorings",
+                        str(tiny_moorings / "Moorings_*.nc"),
                         "--out", str(out), "--val", "2020-12-01:2020-12-02", "--test", "2020-12-11:2020-12-13",
                         "--gap-days", "1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -51,7 +51,8 @@ def test_torchrun_two_ranks_write_what_one_process_writes(smoke_run, tiny_datase
     """``torchrun --nproc_per_node 2 -m sitsr_core.downscale``: dates sharded over 2 CPU ranks (gloo barrier);
     every file equals the single-process run's, bit for bit."""
     dates = ["2020-12-01", "2020-12-02", "2020-12-11"]
-    args = ["--run-dir", str(smoke_run), "--data", str(tiny_dataset), "--date", *dates, "--members", "2", "--steps", "2",
+    args = ["--run-dir", str(smoke_run), "--data", str(tiny_dataset), "--date", *dates, "--members", "2", "--steps",
+            "2",
             "--device", "cpu", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))

@@ -145,9 +145,9 @@ def test_fine_scale_lag_correlation_reads_training_days(tiny_dataset):
 
 
 def test_the_store_keeps_the_4km_concentration(tiny_dataset, tiny_moorings):
-    from sitsr_core import io
+    from sitsr_core import fileio
 
-    src, _ = io.open_moorings(str(tiny_moorings / "Moorings_*.nc"))
+    src, _ = fileio.open_moorings(str(tiny_moorings / "Moorings_*.nc"))
     ds = open_dataset(tiny_dataset)
     mask = ds["mask"].values.astype(bool)
     sic = src["sic"].sel(time=ds["time"].values).values

@@ -24,7 +24,7 @@ import xarray as xr
 from statecmp import assert_same_states
 
 from sitsr_core import checkpoint
-from sitsr_core.io import KILL_BEFORE_RENAME_ENV, atomic_output, remove_stale_temporaries
+from sitsr_core.fileio import KILL_BEFORE_RENAME_ENV, atomic_output, remove_stale_temporaries
 from sitsr_core.train import KILL_AT_STEP_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,8 @@ def test_block_average_conserves_mass_over_valid_cells(data, block):
     means, fraction = filters.block_average(field, mask, block)
     valid = mask & np.isfinite(field)
     ny, nx = field.shape
-    counts = np.pad(valid, ((0, -ny % block), (0, -nx % block))).reshape(means.shape[0], block, means.shape[1], block).sum(axis=(1, 3))
+    counts = np.pad(valid, ((0, -ny % block), (0, -nx % block))).reshape(means.shape[0], block, means.shape[1],
+                                                                         block).sum(axis=(1, 3))
     np.testing.assert_allclose(np.nansum(means * counts), field[valid].sum(), atol=1e-6 * max(1, valid.sum()))
     assert np.array_equal(np.isnan(means), counts == 0)
     assert np.all((fraction >= 0) & (fraction <= 1))

@@ -9,17 +9,17 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import fixtures_products as fp
 import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_GRID
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import fixtures_products as fp
-from conftest import TINY_GRID
-from sitsr_core import io
+from sitsr_core import fileio
 from sitsr_core.errors import SitsrInputError
 from sitsr_core.grid import Grid
 from sitsr_core.readers import STANDARD_VARIABLES, read_cs2smos, read_osisaf_conc, read_osisaf_drift, read_topaz4
@@ -263,14 +263,14 @@ def moorings(draw):
 
 
 def write_moorings(path, f):
-    ds = io.moorings_dataset(f["grid"], pd.date_range("2020-11-20", periods=f["days"]), f["fields"])
+    ds = fileio.moorings_dataset(f["grid"], pd.date_range("2020-11-20", periods=f["days"]), f["fields"])
     ds["land_mask"].values[:] = f["land"]
     ds["sit"].attrs["units"] = f["units"]
     if f["edit"] == "drop shear":
         ds = ds.drop_vars("shear")
     elif f["edit"] == "transpose":
         ds = ds.transpose("time", "x", "y")
-    io.write_moorings(path, ds)
+    fileio.write_moorings(path, ds)
 
 
 @EXAMPLES
@@ -279,19 +279,19 @@ def test_open_moorings_and_check_day_valid_or_refused(f):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "Moorings_2020m11.nc"
         write_moorings(path, f)
-        opened = read_or_refuse(io.open_moorings, path)
+        opened = read_or_refuse(fileio.open_moorings, path)
         if opened is None:
             return
         ds, grid = opened
         with ds:
             assert grid.shape == f["grid"].shape and ds["mask"].dims == ("y", "x")
             assert np.array_equal(ds["mask"].values, ~f["land"])
-            assert all(ds[v].dims == ("time", "y", "x") for v in io.VARIABLES)
+            assert all(ds[v].dims == ("time", "y", "x") for v in fileio.VARIABLES)
             for i in range(ds.sizes["time"]):
-                raw = {v: ds[v].isel(time=i).values for v in io.VARIABLES}
+                raw = {v: ds[v].isel(time=i).values for v in fileio.VARIABLES}
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", io.SitsrDataWarning)
-                    day = read_or_refuse(lambda _: io.check_day(raw, ~f["land"], f"day {i}"), None)
+                    warnings.simplefilter("ignore", fileio.SitsrDataWarning)
+                    day = read_or_refuse(lambda _, raw=raw, i=i: fileio.check_day(raw, ~f["land"], f"day {i}"), None)
                 if day is not None:
                     assert np.isfinite(day["sit"]).any() and np.nanmin(day["sit"]) >= 0
                     for a in day.values():

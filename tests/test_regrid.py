@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
+import fixtures_products as fp
 import numpy as np
 import pyproj
 import pytest
 import xarray as xr
 from scipy.spatial import cKDTree
 
-import fixtures_products as fp
 from sitsr_core import grid as gridmod
 from sitsr_core.errors import SitsrDataError, SitsrInputError
 from sitsr_core.readers import read_cs2smos, read_osisaf_conc, read_osisaf_drift, read_topaz4

@@ -113,7 +113,8 @@ def test_trained_variants_keep_the_budget_and_the_splits(smoke_run, tiny_dataset
     kernel = sweep.Variant("filter kernel (km, retrained)", "60", run="trained", kernel_km=60.0)
     with pytest.raises(SitsrInputError, match="moorings"):
         sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path, progress=False)
-    run, data = sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path, moorings=str(tiny_moorings / "Moorings_*.nc"),
+    run, data = sweep.train_variant(kernel, smoke_run, tiny_dataset, tmp_path,
+                                    moorings=str(tiny_moorings / "Moorings_*.nc"),
                                     progress=False)
     new, old = open_dataset(data), open_dataset(tiny_dataset)
     assert float(new.attrs["kernel_km"]) == 60.0
@@ -126,8 +127,9 @@ def test_trained_variants_keep_the_budget_and_the_splits(smoke_run, tiny_dataset
 
 
 def test_residual_variants_retrain_the_regression_only_when_its_inputs_change(residual_run, tiny_dataset, tmp_path):
-    from sitsr_core.checkpoint import BASE, read_config
     import torch
+
+    from sitsr_core.checkpoint import BASE, read_config
 
     gamma = sweep.Variant("gamma range (signal rates)", "0.9-0.1", run="trained",
                           train=("diffusion.max_signal_rate=0.9", "diffusion.min_signal_rate=0.1"))

@@ -36,7 +36,7 @@ import os
 
 import xarray as xr
 
-from .. import io
+from .. import fileio
 from ._common import STANDARD_VARIABLES, check_netcdf_file, lonlat_from_xy, sniff_product
 from .cs2smos import EASE2_NORTH_PROJ4, read_cs2smos
 from .osisaf import drift_deformation, read_osisaf_conc, read_osisaf_drift
@@ -47,7 +47,7 @@ def read_product(path: str | os.PathLike, **kwargs) -> xr.Dataset:
     """Read any supported product, chosen by :func:`sniff_product`.
 
     ``kwargs`` go to the product's reader. A neXtSIM moorings file goes to
-    :func:`sitsr_core.io.open_moorings` (the lead's reader) and is returned as is.
+    :func:`sitsr_core.fileio.open_moorings` (the lead's reader) and is returned as is.
     """
     kind = sniff_product(path)
     if kind == "topaz4":
@@ -58,7 +58,7 @@ def read_product(path: str | os.PathLike, **kwargs) -> xr.Dataset:
         return read_osisaf_conc(path, **kwargs)
     if kind == "osisaf_drift":
         return read_osisaf_drift(path, **kwargs)
-    return io.open_moorings(path, **kwargs)
+    return fileio.open_moorings(path, **kwargs)
 
 
 __all__ = [

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SitsrDataError
-from ..io import check_netcdf_file, open_netcdf  # noqa: F401 - re-exported for the readers
+from ..fileio import check_netcdf_file, open_netcdf  # noqa: F401 - re-exported for the readers
 
 #: Variables a reader may return, with their units.
 STANDARD_VARIABLES = {

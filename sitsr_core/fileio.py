@@ -282,7 +282,8 @@ def _expand(paths) -> list[Path]:
     return out
 
 
-def _check_file(path: Path, mapping: dict[str, str] | None) -> tuple[dict[str, str], tuple[int, int], np.ndarray, np.ndarray]:
+def _check_file(path: Path, mapping: dict[str, str] | None
+                ) -> tuple[dict[str, str], tuple[int, int], np.ndarray, np.ndarray]:
     """Open one file's metadata and check variables, dims and coordinates."""
     try:
         with xr.open_dataset(path, decode_times=True) as ds:
@@ -296,12 +297,14 @@ def _check_file(path: Path, mapping: dict[str, str] | None) -> tuple[dict[str, s
                         f"{path}: missing variable {var!r} (looked for {list(candidates)}); "
                         f"variables present: {present}")
                 if ds[found].dims != ("time", "y", "x"):
-                    raise SitsrDataError(f"{path}: variable {found!r} has dims {ds[found].dims}, expected ('time', 'y', 'x')")
+                    raise SitsrDataError(f"{path}: variable {found!r} has dims {ds[found].dims}, "
+                                         "expected ('time', 'y', 'x')")
                 names[var] = found
             if "x" not in ds.variables or "y" not in ds.variables:
                 raise SitsrDataError(f"{path}: missing x/y projection coordinates; variables present: {present}")
             if not np.issubdtype(ds["time"].dtype, np.datetime64):
-                raise SitsrDataError(f"{path}: time is not decodable as dates (units: {ds['time'].attrs.get('units')!r})")
+                raise SitsrDataError(f"{path}: time is not decodable as dates "
+                                     f"(units: {ds['time'].attrs.get('units')!r})")
             units = {v: ds[names[v]].attrs.get("units") for v in VARIABLES}
             if units["sit"] in ("cm", "centimeters", "centimetres"):
                 raise SitsrDataError(f"{path}: variable {names['sit']!r} is in cm; convert thickness to metres")
@@ -372,7 +375,8 @@ def open_moorings(paths, mapping: dict[str, str] | None = None, allow_gaps: bool
                 f"({steps[i]} days); pass allow_gaps=True (--allow-gaps) to accept gaps")
     ds = ds.assign_coords(time=times)
     if "land_mask" in ds:
-        land = np.asarray(ds["land_mask"].isel(time=0) if "time" in ds["land_mask"].dims else ds["land_mask"]).astype(bool)
+        land_mask = ds["land_mask"].isel(time=0) if "time" in ds["land_mask"].dims else ds["land_mask"]
+        land = np.asarray(land_mask).astype(bool)
     else:
         land = ~np.isfinite(np.asarray(ds["sit"].isel(time=0)))
     out = ds[list(VARIABLES)]
