@@ -40,8 +40,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from . import grid as gridmod
 from .errors import SitsrDataError, SitsrInputError
+from .grid import Grid, crs, grid_mapping_attrs
 from .readers import STANDARD_VARIABLES, lonlat_from_xy
 
 METHODS = ("bilinear", "nearest", "mean", "gauss")
@@ -71,7 +71,7 @@ def default_radius_km(ds: xr.Dataset) -> float:
     raise SitsrInputError("source dataset has no attrs['grid_spacing_km']: pass radius_km")
 
 
-def _crop(sx: np.ndarray, sy: np.ndarray, grid: gridmod.Grid, margin_m: float):
+def _crop(sx: np.ndarray, sy: np.ndarray, grid: Grid, margin_m: float):
     """Index window (j0, j1, i0, i1) of the source nodes near the target extent, or None."""
     x0, x1 = grid.x[0] - margin_m, grid.x[-1] + margin_m
     y0, y1 = grid.y[0] - margin_m, grid.y[-1] + margin_m
@@ -194,7 +194,7 @@ def _kd_neighbours(lon, lat, valid, tgt_def, radius_m, k):
     return full_idx, full_dist
 
 
-def regrid_to_grid(ds: xr.Dataset, grid: gridmod.Grid, variables=None, method: str = "bilinear",
+def regrid_to_grid(ds: xr.Dataset, grid: Grid, variables=None, method: str = "bilinear",
                    radius_km: float | None = None, land_mask: np.ndarray | bool = True,
                    fill_within_radius: bool = True) -> xr.Dataset:
     """Regrid a reader's output onto a window of the neXtSIM 4 km grid.
@@ -264,7 +264,7 @@ def regrid_to_grid(ds: xr.Dataset, grid: gridmod.Grid, variables=None, method: s
     src_label = ds.attrs.get("product", "source")
 
     lon, lat = _source_lonlat(ds)
-    tr = pyproj.Transformer.from_crs("EPSG:4326", gridmod.crs(), always_xy=True)
+    tr = pyproj.Transformer.from_crs("EPSG:4326", crs(), always_xy=True)
     with np.errstate(all="ignore"):
         sx, sy = tr.transform(lon, lat, errcheck=False)
     sx = np.where(np.isfinite(sx) & (np.abs(sx) < 1e8), sx, np.nan)
@@ -354,7 +354,7 @@ def regrid_to_grid(ds: xr.Dataset, grid: gridmod.Grid, variables=None, method: s
 
     out_vars["land_mask"] = (("y", "x"), land.astype(np.int8), {
         "long_name": "land mask", "flag_values": np.array([0, 1], np.int8), "flag_meanings": "ocean land"})
-    out_vars["polar_stereographic"] = ((), np.int32(0), gridmod.grid_mapping_attrs())
+    out_vars["polar_stereographic"] = ((), np.int32(0), grid_mapping_attrs())
     tlon32, tlat32 = grid.lonlat()
     coords = {
         "x": ("x", grid.x, {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}),

@@ -61,11 +61,11 @@ def land_on(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Natural Earth 50 m land (the model grid's land geometry) at lon/lat points."""
     import shapely
 
-    from sitsr_core import grid as gridmod
+    from sitsr_core.grid import _land_geometry
 
     tr = pyproj.Transformer.from_crs("EPSG:4326", pyproj.CRS.from_proj4(MODEL_PROJ4), always_xy=True)
     x, y = tr.transform(lon, lat)
-    return shapely.contains_xy(gridmod._land_geometry(), x, y)
+    return shapely.contains_xy(_land_geometry(), x, y)
 
 
 def _lonlat(proj4: str, x_m: np.ndarray, y_m: np.ndarray):

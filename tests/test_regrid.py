@@ -9,13 +9,13 @@ import pytest
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from sitsr_core import grid as gridmod
 from sitsr_core.errors import SitsrDataError, SitsrInputError
+from sitsr_core.grid import crs, get_grid
 from sitsr_core.readers import read_cs2smos, read_osisaf_conc, read_osisaf_drift, read_topaz4
 from sitsr_core.regrid import bilinear_weights, regrid_to_grid
 
-SMALL = gridmod.get_grid("small")
-CENTRAL = gridmod.get_grid("central")
+SMALL = get_grid("small")
+CENTRAL = get_grid("central")
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def cs2smos(tmp_path_factory):
 
 
 def _model_xy(lon, lat):
-    tr = pyproj.Transformer.from_crs("EPSG:4326", gridmod.crs(), always_xy=True)
+    tr = pyproj.Transformer.from_crs("EPSG:4326", crs(), always_xy=True)
     return tr.transform(np.asarray(lon, float), np.asarray(lat, float))
 
 
