@@ -82,7 +82,8 @@ fulltarget.set := data.target=full
 run_stamp = $(STAMP)/run-$(1)-$(PROFILE)-$(REGION)
 run_spec = 'run:$(1)-$(PROFILE)-$(REGION)=$(PROFILE) $($(1).set)'
 # The code each later stage runs (a stamp per stage; the modules they import are followed).
-CODE_STAGES := evaluate sweep notebooks
+CODE_STAGES := dataset evaluate sweep notebooks
+dataset.code := sitsr_core.dataset
 evaluate.code := sitsr_core.evaluate
 sweep.code := sitsr_core.sweep
 notebooks.code := sitsr_core.cli sitsr_core.widgets sitsr_core.plotting
@@ -162,7 +163,7 @@ $(STAMP)/synth-$(REGION).done: $(STAMP)/synth-$(REGION).params sitsr_core/synth.
 	@touch $@
 
 $(STAMP)/dataset-$(REGION).done: $(STAMP)/synth-$(REGION).done $(STAMP)/dataset-$(REGION).params \
-    sitsr_core/dataset.py sitsr_core/filters.py
+    $(STAMP)/code-dataset.hash
 	$(SITSR) dataset --moorings '$(MOORINGS)/Moorings_*.nc' --out $(DATASET) --kernel-km $(KERNEL_KM) \
 	  --sic-kernel-km $(SIC_KERNEL_KM) --overwrite
 	@touch $@

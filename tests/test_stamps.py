@@ -71,3 +71,28 @@ def test_stamps_are_rewritten_only_when_their_content_changes(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "stamps.py"), str(tmp_path), "run:x=nosuchprofile"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nosuchprofile" in r.stderr
+
+
+def test_skipped_modules_are_not_followed(package):
+    """Run stamps do not follow metadata, readers and the observation operator (RUN_SKIP): editing a skipped
+    module changes nothing, editing a followed one does."""
+    before = stamps.code_hash(["sitsr_core.a"], skip=("sitsr_core.b",))
+    _edit(package / "b.py", "math.floor(x)", "math.ceil(x)")
+    assert stamps.code_hash(["sitsr_core.a"], skip=("sitsr_core.b",)) == before
+    assert stamps.code_hash(["sitsr_core.a"]) != stamps.code_hash(["sitsr_core.a"], skip=("sitsr_core.b",))
+
+
+def test_training_runs_do_not_hash_the_readers_or_the_version():
+    """The real package: what `sitsr_core.train` imports minus RUN_SKIP still holds the model code."""
+    seen = set()
+    todo = ["sitsr_core.train"]
+    while todo:
+        m = todo.pop()
+        if m in seen or stamps.skipped(m, stamps.RUN_SKIP):
+            continue
+        seen.add(m)
+        todo += stamps.internal_imports(m, ast.parse(stamps.module_path(m).read_text()))
+    assert {"sitsr_core.networks", "sitsr_core.diffusion", "sitsr_core.sampling", "sitsr_core.loader",
+            "sitsr_core.config", "sitsr_core.checkpoint"} <= seen
+    assert not {m for m in seen if m.startswith(("sitsr_core.readers", "sitsr_core.regrid"))}
+    assert "sitsr_core" not in seen and "sitsr_core.provenance" not in seen

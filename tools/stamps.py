@@ -31,6 +31,10 @@ from sitsr_core.config import apply_overrides, profile  # noqa: E402  (after the
 from sitsr_core.errors import SitsrInputError  # noqa: E402
 
 PACKAGE = "sitsr_core"
+#: Modules a training run imports whose code cannot change what it trains: run metadata (provenance, the version),
+#: and the product readers / regridding / observation operator, which act through the dataset store (its own
+#: stamp: ``code:dataset=sitsr_core.dataset``) or at inference only. Not followed by the ``run:`` stamps.
+RUN_SKIP = (f"{PACKAGE}.provenance", f"{PACKAGE}.readers", f"{PACKAGE}.regrid", f"{PACKAGE}.observe", PACKAGE)
 
 
 def module_path(module: str) -> Path:
@@ -68,12 +72,20 @@ def internal_imports(module: str, tree: ast.AST) -> set[str]:
     return {m for m in found if module_path(m).is_file()}
 
 
-def code_hash(modules: list[str]) -> str:
-    """SHA-256 (16 hex digits) of the docstring-free ASTs of ``modules`` and their internal imports."""
+def skipped(module: str, skip: tuple[str, ...]) -> bool:
+    """True when ``module`` is one of ``skip`` or inside one of its packages (the bare package: itself only)."""
+    return any(module == s or (s != PACKAGE and module.startswith(s + ".")) for s in skip)
+
+
+def code_hash(modules: list[str], skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 (16 hex digits) of the docstring-free ASTs of ``modules`` and their internal imports.
+
+    Imports of a module in ``skip`` (see :data:`RUN_SKIP`) are not followed.
+    """
     todo, seen, digest = list(modules), set(), hashlib.sha256()
     while todo:
         module = todo.pop()
-        if module in seen:
+        if module in seen or skipped(module, skip):
             continue
         seen.add(module)
         path = module_path(module)
@@ -94,7 +106,7 @@ def stamp_text(spec: str) -> tuple[str, str]:
     items = value.split()
     if kind == "run" and name and items:
         cfg = apply_overrides(profile(items[0]), items[1:])
-        return f"run-{name}.config", f"config {cfg.hash()}\ncode {code_hash([PACKAGE + '.train'])}\n"
+        return f"run-{name}.config", f"config {cfg.hash()}\ncode {code_hash([PACKAGE + '.train'], RUN_SKIP)}\n"
     if kind == "code" and name and items:
         return f"code-{name}.hash", f"code {code_hash(items)}\n"
     raise SitsrInputError(f"{spec!r}: expected 'run:NAME=PROFILE [GROUP.KEY=VALUE ...]' "
