@@ -23,6 +23,8 @@ TARGETS = ("anomaly", "full", "residual")
 SAMPLERS = ("ddim", "dpmpp2m")
 #: Samplers that take per-step noise (``sample.eta > 0``).
 STOCHASTIC_SAMPLERS = ("ddim",)
+#: Fewest sampler steps of a diffusion model: one step would stop at ``t = 1`` (the posterior mean).
+MIN_SAMPLER_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,10 @@ class Config:
             raise SitsrConfigError(f"sample.sampler must be one of {list(SAMPLERS)}, got {self.sample.sampler!r}")
         if self.sample.eta < 0:
             raise SitsrConfigError(f"sample.eta must be >= 0, got {self.sample.eta}")
+        if self.train.objective != "regression" and min(self.sample.steps, self.train.val_steps) < MIN_SAMPLER_STEPS:
+            raise SitsrConfigError(f"sample.steps and train.val_steps must be >= {MIN_SAMPLER_STEPS} for a diffusion "
+                                   f"model (one step returns the prediction at full noise, a posterior mean), got "
+                                   f"{self.sample.steps} and {self.train.val_steps}")
         if self.sample.eta > 0 and self.sample.sampler not in STOCHASTIC_SAMPLERS:
             raise SitsrConfigError(f"sample.eta > 0 needs a stochastic sampler ({list(STOCHASTIC_SAMPLERS)}); "
                                    f"sample.sampler={self.sample.sampler} is deterministic")

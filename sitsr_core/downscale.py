@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, observe
 from .checkpoint import LoadedRun, load_run, read_config
-from .config import STOCHASTIC_SAMPLERS
+from .config import MIN_SAMPLER_STEPS, STOCHASTIC_SAMPLERS
 from .dataset import open_dataset, split_days
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, exit_status
 from .fileio import atomic_output, open_netcdf, remove_stale_temporaries
@@ -377,8 +377,9 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     if eta > 0 and sampler not in STOCHASTIC_SAMPLERS:
         raise SitsrInputError(f"downscale: eta {eta} > 0 needs a stochastic sampler "
                               f"({', '.join(STOCHASTIC_SAMPLERS)}); {sampler} is deterministic (pass --sampler ddim)")
-    if members < 1 or steps < 1 or eta < 0 or chunk < 1:
-        raise SitsrInputError(f"downscale: need members >= 1, steps >= 1, eta >= 0, chunk >= 1 "
+    min_steps = 1 if cfg.train.objective == "regression" else MIN_SAMPLER_STEPS
+    if members < 1 or steps < min_steps or eta < 0 or chunk < 1:
+        raise SitsrInputError(f"downscale: need members >= 1, steps >= {min_steps}, eta >= 0, chunk >= 1 "
                               f"(got {members}, {steps}, {eta}, {chunk})")
     if not 0 <= overlap < tile // 2:
         raise SitsrInputError(f"downscale: overlap {overlap} must be >= 0 and < tile / 2 (tile {tile})")

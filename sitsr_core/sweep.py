@@ -190,7 +190,6 @@ class _Inputs:
         r, c, n = window
         self.win = (slice(r, r + n), slice(c, c + n))
         self.kernel_km = float(self.ds.attrs["kernel_km"])
-        self.sic_kernel_km = float(self.ds.attrs.get("sic_kernel_km", 24.0))
         self.mask = np.asarray(self.ds["mask"].values).astype(bool)[self.win]
         self._cache: dict = {}
 
@@ -202,6 +201,7 @@ class _Inputs:
 
     def _day(self, day: pd.Timestamp, lr_kernel_km: float | None) -> dict:
         names = ("sit", "sit_lr", "sic_lr", "divergence_lr", "shear_lr", "sit_interp")
+        names += ("sic",) if "sic" in self.ds else ()  # the truth's own 4 km concentration (heat flux)
         fields = {v: np.asarray(self.ds[v].sel(time=day).values, dtype=np.float32) for v in names}
         if lr_kernel_km is not None and lr_kernel_km != self.kernel_km:
             fields.update(self._refiltered(day, lr_kernel_km))
@@ -265,6 +265,7 @@ def score_variant(v: Variant, model, inputs: _Inputs, members: int, steps: int, 
     data = {"members": np.stack(ens, axis=1), "truth": np.stack([f["sit"] for f in days]),
             "lr": np.stack([f["sit_lr"] for f in days]), "interp": np.stack([f["sit_interp"] for f in days]),
             "sic": np.stack([f["sic_lr"] for f in days]), "mask": inputs.mask,
+            **({"sic_hr": np.stack([f["sic"] for f in days])} if "sic" in days[0] else {}),
             "dates": [str(d.date()) for d in inputs.days]}
     return evaluate.score(data, kernel_km=v.lr_kernel_km or inputs.kernel_km)
 

@@ -197,7 +197,7 @@ def test_train_missing_dataset(capsys, tmp_path):
 # --- downscale / evaluate -----------------------------------------------------------------------
 def evaluate_args(run, data, tmp_path):
     """``sitsr evaluate`` of the first test day, 2 members, 1 step, ensembles in ``tmp_path/outs``."""
-    return ("evaluate", "--run", run, "--data", data, "--members", "2", "--steps", "1", "--max-days", "1",
+    return ("evaluate", "--run", run, "--data", data, "--members", "2", "--steps", "2", "--max-days", "1",
             "--outputs", tmp_path / "outs", "--out", tmp_path / "m.json", "--no-progress")
 
 
@@ -227,8 +227,16 @@ def test_downscale_zero_members(capsys, tmp_path, tiny_dataset, smoke_run):
 
 
 def test_downscale_negative_steps(capsys, tmp_path, tiny_dataset, smoke_run):
-    expect_error(capsys, "steps >= 1", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date", "2020-12-01",
+    expect_error(capsys, "steps >= 2", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date", "2020-12-01",
                  "--steps", "-3", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+
+
+def test_downscale_one_step_of_a_diffusion_model(capsys, tmp_path, tiny_dataset, smoke_run):
+    """One step would return the prediction at full noise (a posterior mean): refused, like the config."""
+    expect_error(capsys, "steps >= 2", "downscale", "--run", smoke_run, "--data", tiny_dataset, "--date",
+                 "2020-12-01", "--steps", "1", "--out", tmp_path / "o.nc", absent=tmp_path / "o.nc")
+    expect_error(capsys, "sample.steps and train.val_steps must be >= 2", "train", "--data", tiny_dataset, "--run",
+                 tmp_path / "r", "--profile", "smoke", "--set", "sample.steps=1", absent=tmp_path / "r")
 
 
 def test_downscale_output_exists(capsys, tmp_path, tiny_dataset, smoke_run):
@@ -255,7 +263,7 @@ def test_train_resume_on_another_dataset(capsys, tmp_path, other_dataset, smoke_
 
 
 def test_evaluate_outputs_of_another_dataset(capsys, tmp_path, tiny_dataset, other_dataset, smoke_run):
-    downscale.downscale_dates(smoke_run, other_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+    downscale.downscale_dates(smoke_run, other_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=2,
                               progress=False)
     expect_error(capsys, f"sit_hrai_20201211.nc: made from another dataset than {tiny_dataset.resolve()} "
                  "(file vs dataset: kernel_km 96 vs 120;", *evaluate_args(smoke_run, tiny_dataset, tmp_path),
@@ -266,14 +274,14 @@ def test_evaluate_outputs_of_another_run(capsys, tmp_path, tiny_dataset, smoke_r
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run)
     (run / "config.json").write_text(apply_overrides(profile("smoke"), ["sample.seed=1"]).to_json())
-    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=1,
+    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=2,
                               progress=False)
     expect_error(capsys, "sit_hrai_20201211.nc: made by another run (config hash",
                  *evaluate_args(run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
 
 
 def test_evaluate_outputs_of_another_ensemble_size(capsys, tmp_path, tiny_dataset, smoke_run):
-    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=3, steps=1,
+    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=3, steps=2,
                               progress=False)
     expect_error(capsys, "sit_hrai_20201211.nc: holds 3 members, not 2",
                  *evaluate_args(smoke_run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")

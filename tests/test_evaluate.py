@@ -72,7 +72,7 @@ def test_evaluate_scores_in_metres_and_reuses_outputs(smoke_run, tiny_dataset, t
 
 
 def test_provenance_of_scores_and_ensembles(smoke_run, tiny_dataset, tmp_path):
-    r = evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=1, max_days=1, outputs=tmp_path,
+    r = evaluate.evaluate_run(smoke_run, tiny_dataset, "test", members=2, steps=2, max_days=1, outputs=tmp_path,
                           progress=False)
     p = r["provenance"]
     versions = ("sitsr_version", "python_version", "torch_version", "numpy_version", "xarray_version", "git_commit",

@@ -120,7 +120,7 @@ def test_four_feature_run_refuses_a_product_without_deformation(small_features, 
     with pytest.raises(SitsrInputError, match=msg):
         features.check_run_features(smoke_run, small_features, "TOPAZ4")
     with pytest.raises(SitsrInputError, match=msg):
-        features.downscale_product(smoke_run, path, tmp_path / "sr.nc", members=1, steps=1, progress=False)
+        features.downscale_product(smoke_run, path, tmp_path / "sr.nc", members=1, steps=2, progress=False)
     assert not (tmp_path / "sr.nc").exists()
     assert features.check_run_features(profile("smoke"), list(features.FEATURES)) == features.FEATURES
 

@@ -161,3 +161,20 @@ def test_rank_measures_a_variant_against_its_reference():
     # a reference that was not scored falls back to the base
     table = sweep.rank(frame[frame["variant"] != "target=anomaly"])
     assert table.loc["input features (retrained)", "crps_pct"] == pytest.approx(65.0)
+
+
+def test_sweep_scores_the_heat_flux_against_the_4km_concentration(smoke_run, tiny_dataset, monkeypatch):
+    """The truth's heat flux uses the store's 4 km ``sic`` (not the product's ``sic_lr``), as in sitsr evaluate."""
+    import xarray as xr
+
+    from sitsr_core import evaluate
+    from sitsr_core.checkpoint import load_run
+
+    ds = xr.open_zarr(tiny_dataset)
+    day = pd.DatetimeIndex(ds["time"].values)[list(ds["split"].values).index("val")]
+    inputs = sweep._Inputs(tiny_dataset, pd.DatetimeIndex([day]), (0, 0, 32))
+    seen = {}
+    monkeypatch.setattr(evaluate, "score", lambda data, **kw: seen.update(data) or {})
+    sweep.score_variant(sweep.preset("quick")[0], load_run(smoke_run), inputs, members=2, steps=2)
+    np.testing.assert_array_equal(seen["sic_hr"][0], ds["sic"].sel(time=day).values[:32, :32])
+    assert not np.array_equal(seen["sic_hr"], seen["sic"])
