@@ -14,7 +14,7 @@ import logging
 import sys
 
 from . import __version__, downscale, features, sweep, train
-from .config import apply_overrides, profile
+from .config import SAMPLERS, apply_overrides, profile
 from .dataset import GAP_DAYS, SplitSpec, constitute
 from .errors import exit_status
 from .evaluate import evaluate_run
@@ -61,7 +61,7 @@ def _downscale(a):
 
 def _evaluate(a):
     r = evaluate_run(a.run, a.data, a.split, a.members, a.steps, a.outputs, a.out, a.max_days, a.regression_run,
-                 overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, device=a.device)
+                 overwrite=a.overwrite, progress=not a.no_progress, eta=a.eta, sampler=a.sampler, device=a.device)
     s = r["skill"]["scores"]
     log.info(f"wrote {a.out}: ensemble-mean RMSE {s['ensemble']['rmse']:.3f} m, "
              f"interpolation {s['interp']['rmse']:.3f} m, CRPS {s['ensemble']['crps']:.3f} m "
@@ -137,8 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="dataset store")
     e.add_argument("--split", default="test", help="val or test (default test)")
     e.add_argument("--members", type=int, default=30)
-    e.add_argument("--steps", type=int, help="DDIM steps (default: the run's sample.steps)")
-    e.add_argument("--eta", type=float, help="sampling stochasticity (default: the run's sample.eta)")
+    e.add_argument("--steps", type=int, help="sampler steps (default: the run's sample.steps)")
+    e.add_argument("--sampler", choices=sorted(SAMPLERS), help="sampler (default: the run's sample.sampler)")
+    e.add_argument("--eta", type=float,
+                   help="sampling stochasticity, with --sampler ddim (default: the run's sample.eta)")
     e.add_argument("--max-days", type=int, help="evaluate at most this many days of the split")
     e.add_argument("--outputs", help="folder of the ensemble files (default RUN/outputs_SPLIT)")
     e.add_argument("--regression-run", help="run folder of the deterministic baseline")

@@ -49,8 +49,8 @@ def fine_scale_lag_correlation(ds: xr.Dataset, lags=(1, 2, 4, 7, 10), split: str
     return metrics.lag_correlation(fine, ds["mask"].values.astype(bool), lags, days=days.values)
 
 
-def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str) -> None:
-    """Refuse ensemble files made by another configuration, ensemble size or dataset.
+def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str, sampling: dict | None = None) -> None:
+    """Refuse ensemble files made by another configuration, ensemble size, sampling or dataset.
 
     Parameters
     ----------
@@ -64,6 +64,8 @@ def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str
         :func:`sitsr_core.provenance.dataset_record` of the dataset scored against.
     hint : str
         What the user can do, appended to the message.
+    sampling : dict, optional
+        The sampling settings asked for (``sampler``, ``steps``, ``eta``): files sampled otherwise are refused.
 
     Raises
     ------
@@ -80,6 +82,10 @@ def check_outputs(files: list[Path], cfg, members: int, dataset: dict, hint: str
                                    f"this run {cfg.hash()}); {hint}")
         if size != members:
             raise SitsrConfigError(f"{f}: holds {size} members, not {members}; {hint}")
+        other = {k: (attrs.get(k), v) for k, v in (sampling or {}).items() if k in attrs and attrs[k] != v}
+        if other:
+            said = ", ".join(f"{k} {made} (asked {asked})" for k, (made, asked) in other.items())
+            raise SitsrConfigError(f"{f}: sampled with other settings: {said}; {hint}")
         if "dataset_fingerprint" not in attrs:
             raise SitsrDataError(f"{f}: records no dataset (made from {attrs.get('source', 'an unknown source')}); "
                                  f"{hint}")
@@ -375,8 +381,12 @@ def evaluate_run(run_dir, data_path, split: str = "test", members: int = 30, ste
     reg_outputs = None if regression_run is None else Path(regression_run) / f"outputs_{split}"
     if regression_run is not None:
         check_same_dataset(run_dir, regression_run)
+    sampling = {"sampler": downscale_kw.get("sampler") or cfg.sample.sampler,
+                "steps": cfg.sample.steps if steps is None else int(steps),
+                "eta": float(cfg.sample.eta if downscale_kw.get("eta") is None else downscale_kw["eta"])}
     if not overwrite:
-        check_outputs(_existing(outputs, dates), cfg, members, dataset, "use another --outputs folder or --overwrite")
+        check_outputs(_existing(outputs, dates), cfg, members, dataset, "use another --outputs folder or --overwrite",
+                      sampling)
         if regression_run is not None:
             check_outputs(_existing(reg_outputs, dates), read_config(regression_run), 1, dataset,
                           "pass --overwrite to regenerate them")

@@ -353,3 +353,11 @@ def test_evaluate_output_file_not_netcdf(capsys, tmp_path, tiny_dataset, smoke_r
     (outs / "sit_hrai_20201211.nc").write_text("half a file")
     expect_error(capsys, "sit_hrai_20201211.nc: not a netCDF file", *evaluate_args(smoke_run, tiny_dataset, tmp_path),
                  absent=tmp_path / "m.json")
+
+
+def test_evaluate_outputs_sampled_otherwise(capsys, tmp_path, tiny_dataset, smoke_run):
+    """Existing ensembles made with other sampler settings are not scored as if they were asked for."""
+    downscale.downscale_dates(smoke_run, tiny_dataset, ["2020-12-11"], tmp_path / "outs", members=2, steps=3,
+                              progress=False)
+    expect_error(capsys, "sit_hrai_20201211.nc: sampled with other settings: steps 3 (asked 2)",
+                 *evaluate_args(smoke_run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")

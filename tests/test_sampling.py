@@ -277,3 +277,9 @@ def test_samplers_are_validated_and_dpmpp2m_refuses_eta():
     noise = torch.randn(1, 1, 8, 8)
     with pytest.raises(SitsrConfigError, match="eta"):
         sampling.dpmpp2m(GaussianPosteriorMean(Config(), 1.0), None, torch.ones(1), steps=3, eta=0.5, noise=noise)
+
+
+def test_the_config_names_every_sampler_and_only_those():
+    from sitsr_core import config
+
+    assert set(sampling.SAMPLERS) == set(config.SAMPLERS)
