@@ -62,7 +62,7 @@ from .config import Config, apply_overrides, profile
 from .dataset import norm_stats, open_dataset
 from .downscale import base_field, postprocess
 from .errors import SitsrConfigError, SitsrDataError, SitsrInputError, SitsrInterrupted, exit_status
-from .loader import ArrayPatches, DrawBatches, StorePatches, collate, dihedral, patch_loader  # noqa: F401 (dihedral)
+from .loader import ArrayPatches, DrawBatches, StorePatches, collate, patch_loader
 from .networks import build_network
 from .provenance import dataset_record, differences, provenance
 
@@ -460,6 +460,8 @@ def train(cfg: Config, data_path, run_dir, resume: bool = False, progress: bool 
     from tqdm.auto import tqdm
 
     cfg = cfg.validate()
+    if loader_workers < 0:
+        raise SitsrInputError(f"train: --loader-workers must be >= 0, got {loader_workers}")
     tc = cfg.train
     dist, rank, world = _dist()
     if tc.batch % world:

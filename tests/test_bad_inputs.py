@@ -361,3 +361,8 @@ def test_evaluate_outputs_sampled_otherwise(capsys, tmp_path, tiny_dataset, smok
                               progress=False)
     expect_error(capsys, "sit_hrai_20201211.nc: sampled with other settings: steps 3 (asked 2)",
                  *evaluate_args(smoke_run, tiny_dataset, tmp_path), absent=tmp_path / "m.json")
+
+
+def test_train_negative_loader_workers(capsys, tmp_path, tiny_dataset):
+    expect_error(capsys, "--loader-workers must be >= 0, got -1", "train", "--data", tiny_dataset, "--run",
+                 tmp_path / "r", "--profile", "smoke", "--loader-workers", "-1", absent=tmp_path / "r")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from statecmp import assert_same_states
 
-from sitsr_core import checkpoint
+from sitsr_core import checkpoint, loader
 from sitsr_core import train as trainmod
 from sitsr_core.config import Config, apply_overrides, profile
 from sitsr_core.dataset import open_dataset
@@ -42,7 +42,7 @@ def test_patch_sampler_respects_land_fraction():
 
 def test_dihedral_gives_the_eight_symmetries():
     a = np.arange(12.0).reshape(1, 3, 4)
-    outs = [trainmod.dihedral(a, k) for k in range(8)]
+    outs = [loader.dihedral(a, k) for k in range(8)]
     assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
     for o in outs:
         assert sorted(o.ravel()) == sorted(a.ravel())
