@@ -195,7 +195,8 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
         Show a tqdm bar.
     operator : {"product", "moving-mean"} or ObservationOperator
         How the LR context is observed (:mod:`sitsr_core.observe`; a name takes that operator's
-        defaults with ``kernel_km``, ``sic_kernel_km`` and ``seed``). Saved as JSON in
+        defaults with ``kernel_km``, ``sic_kernel_km`` and ``seed``; an operator object carries its
+        own, which then replace those arguments everywhere, attributes included). Saved as JSON in
         ``attrs["observation_operator"]``.
     seed : int
         Seed of the observation noise (each day draws from ``(seed, day)``).
@@ -208,11 +209,13 @@ def constitute(moorings, out: str | os.PathLike, kernel_km: float = 120.0, sic_k
     if out.suffix not in (".zarr", ".nc"):
         raise SitsrInputError(f"{out}: output must end in .zarr or .nc")
     fileio.check_output(out, overwrite)
-    filters.box_kernel(kernel_km)
-    filters.box_kernel(sic_kernel_km)
     if isinstance(operator, str):
         operator = ObservationOperator(operator, seed, kernel_km, sic_kernel_km)
     operator = operator.validate()
+    # the operator is the one source of the training filters (an operator object overrides the arguments)
+    kernel_km, sic_kernel_km = operator.kernel_km, operator.sic_kernel_km
+    filters.box_kernel(kernel_km)
+    filters.box_kernel(sic_kernel_km)
     src, grid = fileio.open_moorings(moorings, mapping=mapping, allow_gaps=allow_gaps)
     if start or end:
         src = src.sel(time=slice(start, end))
