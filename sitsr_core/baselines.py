@@ -28,8 +28,10 @@ from scipy import ndimage
 from scipy.sparse.linalg import LinearOperator, lsqr
 
 from . import fileio, filters, observe
+from .dataset import open_dataset
 from .errors import SitsrDataError, SitsrInputError
 from .grid import Grid
+from .provenance import dataset_record
 
 #: Candidate regularisations (damping of lsqr, dimensionless: the operator has unit gain at large scales).
 REGS = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -245,19 +247,22 @@ def regularisation_path(data: str | os.PathLike) -> Path:
 def stored_regularisation(data: str | os.PathLike, **kwargs) -> float:
     """The dataset's deconvolution damping: read from :func:`regularisation_path`, else chosen on val days and saved.
 
-    The file holds ``{"reg": ..., "split": "val", "observation_operator": ...}``; a file made for
-    another operator is recomputed.
+    The file holds the choice with what it was made from: the dataset's fingerprint (days, splits,
+    operator, statistics: :func:`sitsr_core.provenance.dataset_record`), its observation operator and the
+    search settings (``kwargs`` of :func:`choose_regularisation`); a file made from anything else
+    (a rebuilt store, another search) is recomputed.
     """
-    from .dataset import open_dataset  # dataset imports observe; keep this module importable on its own
-
     path = regularisation_path(data)
     ds = open_dataset(data)
-    op = observe.operator_of(ds).to_json()
+    made_from = {"split": "val", "dataset_fingerprint": dataset_record(ds, data)["fingerprint"],
+                 "observation_operator": observe.operator_of(ds).to_json(),
+                 "search": {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v) for k, v in kwargs.items()}}
+    made_from = json.loads(json.dumps(made_from))  # as it reads back
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("observation_operator") == op:
+        if {k: saved.get(k) for k in made_from} == made_from:
             return float(saved["reg"])
     reg = choose_regularisation(ds, "val", **kwargs)
     with fileio.atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps({"reg": reg, "split": "val", "observation_operator": op}))
+        tmp.write_text(json.dumps({"reg": reg, **made_from}))
     return reg

@@ -86,7 +86,9 @@ def dataset_identity(ds) -> dict[str, str]:
             "kernel_km": f"{float(a['kernel_km']):g}", "sic_kernel_km": f"{float(a['sic_kernel_km']):g}",
             "dates": f"{times[0]:%Y-%m-%d}..{times[-1]:%Y-%m-%d} ({len(times)} days)",
             "splits": str(a.get("splits")), "source": str(a.get("source")),
-            "norm_stats": _short_hash(str(a["norm_stats"]))}
+            "norm_stats": _short_hash(str(a["norm_stats"])),
+            # how the LR context was observed (sitsr_core.observe; stores made before it: the moving mean)
+            "observation_operator": _short_hash(str(a.get("observation_operator", "moving-mean")))}
 
 
 def fingerprint(identity: dict[str, str]) -> str:

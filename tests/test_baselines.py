@@ -127,7 +127,7 @@ def test_regularisation_is_chosen_on_val_days_only():
 def test_stored_regularisation_is_written_beside_the_dataset(tmp_path):
     path = tmp_path / "toy.zarr"
     ds = fake_store(0.5)
-    ds.attrs["norm_stats"] = "{}"
+    ds.attrs.update(norm_stats="{}", kernel_km=120.0, sic_kernel_km=24.0)
     ds["sit_interp"] = ds["sit_lr"]
     for v in ("sic_lr", "divergence_lr", "shear_lr"):
         ds[v] = ds["sit_lr"]
@@ -136,3 +136,9 @@ def test_stored_regularisation_is_written_beside_the_dataset(tmp_path):
     saved = json.loads(baselines.regularisation_path(path).read_text())
     assert saved["reg"] == reg >= 0.3 and saved["split"] == "val"
     assert baselines.regularisation_path(path).name == "toy.deconvolution.json"
+    # kept while the dataset and the search are the same; recomputed for another search or a rebuilt store
+    baselines.regularisation_path(path).write_text(json.dumps({**saved, "reg": 123.0}))
+    assert baselines.stored_regularisation(path) == 123.0
+    assert baselines.stored_regularisation(path, max_days=1) != 123.0
+    baselines.regularisation_path(path).write_text(json.dumps({**saved, "reg": 123.0, "dataset_fingerprint": "x"}))
+    assert baselines.stored_regularisation(path) != 123.0
