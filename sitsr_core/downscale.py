@@ -289,8 +289,9 @@ def read_context(data_path, date, lr_file, features=("sit_lr", "sic_lr", "diverg
                 if set(missing) <= {"divergence_lr", "shear_lr"} else "")
         raise SitsrDataError(f"{where}: missing variable(s) {missing} needed by the model{hint}")
     fields = {v: np.asarray(ds[v].values, dtype=np.float32) for v in names}
-    if "sit_interp" in ds.variables:
-        fields["sit_interp"] = np.asarray(ds["sit_interp"].values, dtype=np.float32)
+    for extra in ("sit_interp", "sit_regridded"):  # the baseline; a product's values before the training box
+        if extra in ds.variables:
+            fields[extra] = np.asarray(ds[extra].values, dtype=np.float32)
     mask = np.asarray(ds["mask"].values).astype(bool)
     if mask.shape != fields["sit_lr"].shape or mask.ndim != 2:
         raise SitsrDataError(f"{where}: mask {mask.shape} and sit_lr {fields['sit_lr'].shape} "
@@ -397,6 +398,10 @@ def downscale(run_dir, data_path, date, members: int | None = None, steps: int |
     if conserve:
         operator, observed = (None, None) if lr_file is not None else observe.observed_sit(open_dataset(data_path),
                                                                                           date)
+        if operator is None and lr_block_means is None and "sit_regridded" in fields:
+            # a product's features file: the product's own values (regridded, before the training box), not the
+            # box mean of them, are what was observed
+            lr_block_means = block_means(fields["sit_regridded"], mask, block)
         sit = conserve_members(sit, fields, mask, operator, observed, block=block, lr_block_means=lr_block_means)
     attrs = {
         **output_attrs(run_dir, lr_file if lr_file is not None else data_path),
@@ -572,7 +577,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--eta", type=float, help="0: deterministic DDIM; > 0: stochastic")
     ap.add_argument("--seed", type=int, help="base seed (member m uses seed + m)")
     ap.add_argument("--tile", type=int, help="tile size in cells")
-    ap.add_argument("--conserve", action="store_true", help="make 120 km block means equal the LR product")
+    ap.add_argument("--conserve", action="store_true",
+                    help="make members agree with what was observed: the dataset's observed values within their "
+                         "noise, or the 120 km block means of a product's regridded values (--lr-file)")
     ap.add_argument("--device", help="cpu or cuda")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--no-progress", action="store_true")
