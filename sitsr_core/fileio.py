@@ -224,6 +224,19 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
         raise
 
 
+
+def write_text_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Write ``text`` atomically (:func:`atomic_output`) unless ``path`` already holds it; True when written.
+
+    An unchanged file keeps its modification time, so make and Sphinx see nothing new.
+    """
+    path = Path(path)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return True
+
 def moorings_dataset(grid: gridmod.Grid, times, fields: dict[str, np.ndarray], attrs: dict | None = None) -> xr.Dataset:
     """Assemble a moorings-format Dataset.
 

@@ -64,10 +64,10 @@ def test_run_stamps_follow_the_resolved_config(tmp_path):
 
 def test_stamps_are_rewritten_only_when_their_content_changes(tmp_path):
     path = tmp_path / "x.config"
-    assert stamps.write_if_changed(path, "config 1\n")
+    assert stamps.write_text_if_changed(path, "config 1\n")
     os.utime(path, (1, 1))
-    assert not stamps.write_if_changed(path, "config 1\n") and path.stat().st_mtime == 1  # make sees no change
-    assert stamps.write_if_changed(path, "config 2\n") and path.stat().st_mtime > 1
+    assert not stamps.write_text_if_changed(path, "config 1\n") and path.stat().st_mtime == 1  # make sees no change
+    assert stamps.write_text_if_changed(path, "config 2\n") and path.stat().st_mtime > 1
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "stamps.py"), str(tmp_path), "run:x=nosuchprofile"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nosuchprofile" in r.stderr

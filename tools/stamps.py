@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's sitsr_core, also when run as a s
 
 from sitsr_core.config import apply_overrides, profile  # noqa: E402  (after the path set-up above)
 from sitsr_core.errors import SitsrInputError  # noqa: E402
+from sitsr_core.fileio import write_text_if_changed  # noqa: E402
 
 PACKAGE = "sitsr_core"
 #: Modules a training run imports whose code cannot change what it trains: run metadata (provenance, the version),
@@ -113,16 +113,6 @@ def stamp_text(spec: str) -> tuple[str, str]:
                           "or 'code:NAME=MODULE [MODULE ...]'")
 
 
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temporary name unless it already holds it; True when written."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return True
-
-
 def main(argv: list[str]) -> int:
     """``python tools/stamps.py FOLDER SPEC...``: compute every stamp first, then write those that changed."""
     if len(argv) < 2:
@@ -136,7 +126,7 @@ def main(argv: list[str]) -> int:
     folder = Path(argv[0])
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in stamps:
-        if write_if_changed(folder / name, text):
+        if write_text_if_changed(folder / name, text):
             print(f"stamp {folder / name} changed")
     return 0
 

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend a
 from matplotlib.ticker import NullFormatter
 
 from sitsr_core.errors import SitsrInputError
+from sitsr_core.fileio import write_text_if_changed
 
 #: Attributes that load or link a non-relative URL: http(s), protocol-relative, root-absolute or file.
 _NON_RELATIVE = re.compile(
@@ -38,15 +39,6 @@ _NON_RELATIVE = re.compile(
 )
 #: A Markdown link to a local notebook: [text](target.ipynb#anchor).
 _NOTEBOOK_LINK = re.compile(r"\[([^\]]*)\]\(((?![a-z]+://)[^()\s#]+\.ipynb)(#[^()\s]*)?\)")
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary name then rename it, leaving an identical file untouched."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return  # keep the mtime: Sphinx then skips rereading the page
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike) -> list[Path]:
@@ -98,7 +90,7 @@ def copy_notebooks(executed_dir: str | os.PathLike, book_dir: str | os.PathLike)
             if cell.get("cell_type") == "markdown":
                 source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
                 cell["source"] = _NOTEBOOK_LINK.sub(unlink_absent, source)
-        _write_text(dest / nb.name, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        write_text_if_changed(dest / nb.name, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
         copied.append(dest / nb.name)
     return copied
 
@@ -486,7 +478,7 @@ def write_performance_page(book_dir: str | os.PathLike, results_dir: str | os.Pa
         page = t["page"].substitute(runs=_plural(len(runs), "benchmark run"), source=source, sections=sections)
     else:
         page = t["no_results"].substitute(source=source)
-    _write_text(book / "performance.md", re.sub(r"\n{3,}", "\n\n", page).strip("\n") + "\n")
+    write_text_if_changed(book / "performance.md", re.sub(r"\n{3,}", "\n\n", page).strip("\n") + "\n")
     return len(runs)
 
 
